@@ -1,0 +1,257 @@
+"""The `rollout` command: parse, call one library function, render, pick the exit code."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from rollout import db, ledger, logs
+from rollout.errors import RolloutError, UsageError
+from rollout.plan import parse_duration
+from rollout.report import render_status, render_verify
+from rollout.runner import Limits, Runner, RunSummary
+from rollout.settings import DEFAULT_DATABASE_URL, DEFAULT_PLAN, Settings
+
+log = structlog.get_logger("rollout.cli")
+_verbose = False
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.find_object(Settings)
+    assert settings is not None
+    return settings
+
+
+def _engine(ctx: click.Context, *, check: bool = True) -> Any:
+    engine = db.make_engine(_settings(ctx).database_url)
+    if check:
+        db.check_schema(engine)
+    return engine
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a duration like 30m, 2h or 1h30m ({exc})") from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--database-url", envvar="ROLLOUT_DATABASE_URL", default=DEFAULT_DATABASE_URL, show_default=True,
+              help="postgresql+psycopg://… or sqlite:///FILE (env ROLLOUT_DATABASE_URL).")
+@click.option("--plan", "plan_path", envvar="ROLLOUT_PLAN", type=click.Path(path_type=Path), default=None,
+              help=f"The wave plan file (env ROLLOUT_PLAN; default {DEFAULT_PLAN}).")
+@click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
+              help="Default: console on a terminal, JSON lines otherwise.")
+@click.option("-v", "--verbose", count=True, help="Debug logs, and tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the logs.")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str, plan_path: Path | None, log_format: str | None,
+        verbose: int, quiet: bool) -> None:
+    """Move legacy per-user projects into Organizations, progressively, in waves."""
+    global _verbose
+    _verbose = verbose > 0
+    verbosity = -1 if quiet else min(verbose, 1)
+    logs.configure(log_format, verbosity)
+    logs.bind(ledger.new_run_id(), None)
+    ctx.obj = Settings(database_url, plan_path or DEFAULT_PLAN, plan_path is not None, log_format, verbosity)
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The database: the job's tables, and the platform tables for rehearsals."""
+
+
+@db_group.command("init")
+@click.option("--platform-schema", is_flag=True, help="Also create the platform tables of SPEC 2 (demo, tests).")
+@click.pass_context
+def db_init(ctx: click.Context, platform_schema: bool) -> int:
+    """Create the job's own rollout_ tables (idempotent)."""
+    engine = db.make_engine(_settings(ctx).database_url, create=True)
+    db.init_schema(engine, platform=platform_schema)
+    what = "platform and rollout tables" if platform_schema else "rollout tables"
+    click.echo(f"{what} ready in {engine.url.render_as_string()}")
+    return 0
+
+
+@cli.command()
+@click.option("--owners", type=click.IntRange(min=1), required=True, help="How many legacy owners to create.")
+@click.option("--seed", "seed_value", type=int, default=0, show_default=True, help="Same seed, same data.")
+@click.pass_context
+def seed(ctx: click.Context, owners: int, seed_value: int) -> int:
+    """Fill empty platform tables with realistic synthetic legacy data."""
+    from rollout.seed import seed as seed_data
+
+    engine = _engine(ctx)
+    summary = seed_data(engine, owners, seed_value)
+    click.echo(str(summary))
+    return 0
+
+
+def _run_summary_line(summary: RunSummary) -> str:
+    c = summary.counts
+    line = (f"run {summary.run_id}: {summary.outcome}: {c.migrated} migrated, {c.blocked} blocked, "
+            f"{c.failed} failed in {c.batches} batches")
+    if summary.stopped_by:
+        line += f" (stopped: {summary.stopped_by})"
+    return line
+
+
+@cli.command()
+@click.option("--wave", help="Migrate the owners this wave selects.")
+@click.option("--owner", "owner_id", type=int, help="Migrate one owner, whatever its state (also after rollback).")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), help="Owners per transaction (plan default).")
+@click.option("--max-owners", type=click.IntRange(min=1), help="Stop after attempting this many owners.")
+@click.option("--time-budget", callback=_duration, help="Stop between batches after this long, e.g. 50m.")
+@click.option("--retry-failed", is_flag=True, help="Also attempt owners that failed before.")
+@click.pass_context
+def run(ctx: click.Context, wave: str | None, owner_id: int | None, batch_size: int | None,
+        max_owners: int | None, time_budget: Any, retry_failed: bool) -> int:
+    """Migrate owners: a wave, or one owner."""
+    from rollout.selection import wave_owners
+
+    if (wave is None) == (owner_id is None):
+        raise UsageError("give exactly one of --wave W or --owner ID")
+    settings = _settings(ctx)
+    if owner_id is not None:
+        plan_settings = settings.plan().settings if settings.plan_path.exists() else None
+    else:
+        plan = settings.plan()
+        selected_wave = plan.wave(wave or "")
+        plan_settings = plan.settings
+    from rollout.plan import Settings as PlanSettings
+
+    run_settings = plan_settings or PlanSettings()
+    if batch_size is not None:
+        run_settings = dataclasses.replace(run_settings, batch_size=batch_size)
+    engine = _engine(ctx)
+    run_id = structlog.contextvars.get_contextvars()["run_id"]
+    logs.bind(run_id, wave)
+    runner = Runner(engine, run_settings, run_id=run_id, mode="owner" if owner_id is not None else "wave",
+                    wave=wave, limits=Limits(max_owners, time_budget))
+    if owner_id is not None:
+        if not db.transaction(engine, lambda conn: db.user_exists(conn, owner_id)):
+            raise UsageError(f"unknown owner {owner_id}: no such user")
+        summary = runner.run([owner_id])
+    else:
+        summary = runner.run(wave_owners(engine, selected_wave, run_settings.salt, retry_failed=retry_failed))
+    click.echo(_run_summary_line(summary))
+    for failed_owner, error in summary.failures:
+        click.echo(f"  owner {failed_owner} failed: {error}", err=True)
+    return summary.exit_code
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def status(ctx: click.Context, fmt: str) -> int:
+    """Per wave: selected, migrated, failed, blocked, remaining; the pause switch; recent runs."""
+    from rollout.status import status as read_status
+
+    plan = _settings(ctx).plan_or_packaged()
+    click.echo(render_status(read_status(_engine(ctx), plan), fmt))
+    return 0
+
+
+@cli.command()
+@click.option("--wave", help="Only the owners migrated by this wave.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def verify(ctx: click.Context, wave: str | None, fmt: str) -> int:
+    """Check the invariants of SPEC 9 for every migrated owner; exit 1 on any violation."""
+    from rollout.verify import verify as run_verify
+
+    if wave is not None:
+        _settings(ctx).plan_or_packaged().wave(wave)
+    report = run_verify(_engine(ctx), wave)
+    click.echo(render_verify(report, fmt))
+    return 0 if report.ok else 1
+
+
+@cli.command()
+@click.option("--reason", help="Shown by status and by the runs it refuses.")
+@click.pass_context
+def pause(ctx: click.Context, reason: str | None) -> int:
+    """Stop running workers after their batch; refuse new runs."""
+    ledger.set_paused(_engine(ctx), True, reason)
+    click.echo("paused: running workers stop after their current batch; new runs exit 4 until `rollout resume`")
+    return 0
+
+
+@cli.command()
+@click.pass_context
+def resume(ctx: click.Context) -> int:
+    """Allow runs again after `rollout pause`."""
+    ledger.set_paused(_engine(ctx), False, None)
+    click.echo("resumed")
+    return 0
+
+
+@cli.command()
+@click.option("--owners", type=click.IntRange(min=10), default=2000, show_default=True)
+@click.option("--seed", "seed_value", type=int, default=7, show_default=True)
+@click.option("--wave", default="ten-percent", show_default=True, help="The wave the tour runs.")
+@click.pass_context
+def demo(ctx: click.Context, owners: int, seed_value: int, wave: str) -> int:
+    """The tour: fresh demo database, seeded, a wave run, then status and verify."""
+    from rollout.demo import prepare
+    from rollout.seed import seed as seed_data
+    from rollout.selection import wave_owners
+    from rollout.status import status as read_status
+    from rollout.verify import verify as run_verify
+
+    settings = _settings(ctx)
+    plan = settings.plan_or_packaged()
+    selected_wave = plan.wave(wave)
+    engine = prepare(settings.database_url, click.echo)
+    click.echo(f"\n== Seeding {owners} legacy owners (seed {seed_value})")
+    click.echo(str(seed_data(engine, owners, seed_value)))
+    click.echo(f"\n== rollout run --wave {wave}   (plan {plan.path})")
+    run_id = structlog.contextvars.get_contextvars()["run_id"]
+    logs.bind(run_id, wave)
+    summary = Runner(engine, plan.settings, run_id=run_id, mode="wave", wave=wave).run(
+        wave_owners(engine, selected_wave, plan.settings.salt, retry_failed=False))
+    click.echo(_run_summary_line(summary))
+    click.echo("\n== rollout status")
+    click.echo(render_status(read_status(engine, plan), "table"))
+    click.echo("\n== rollout verify")
+    report = run_verify(engine)
+    click.echo(render_verify(report, "table"))
+    click.echo(f"\nThe demo database is {engine.url.render_as_string()}; every command works on it, e.g. "
+               "`rollout status` or `rollout run --wave fifty-percent`.")
+    return max(summary.exit_code, 0 if report.ok else 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every error is one line on stderr with its exit code; tracebacks with -v."""
+    try:
+        code = cli.main(args=argv, prog_name="rollout", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("rollout: aborted", err=True)
+        code = 130
+    except click.ClickException as exc:
+        click.echo(f"rollout: error: {exc.format_message()}", err=True)
+        code = 2
+    except RolloutError as exc:
+        if _verbose:
+            traceback.print_exc()
+        click.echo(f"rollout: error: {exc}", err=True)
+        code = exc.exit_code
+    except Exception as exc:
+        if _verbose:
+            traceback.print_exc()
+        click.echo(f"rollout: internal error: {type(exc).__name__}: {db.describe(exc)} (run with -v for details)",
+                   err=True)
+        code = 1
+    sys.stdout.flush()
+    sys.exit(code if isinstance(code, int) else 0)

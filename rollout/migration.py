@@ -1,0 +1,310 @@
+"""One batch of owners (SPEC 3): what it would do, computed once, then applied.
+
+`compute_batch` reads the platform tables (locking the moving projects when asked) and returns a
+`BatchPlan`; the dry-run report renders that plan and `apply_batch` carries it out, so the report
+and the migration cannot disagree. Each step is a handful of statements for the whole batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Collection, Iterable, MutableSet, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from rollout import naming
+from rollout.errors import ConcurrentChange
+from rollout.sql import query
+
+PERMISSIONS = ("plans", "billing", "projects:create", "members")
+
+OWNER_DELETED = "owner-deleted"
+SEVERAL_ORGANIZATIONS = "owns-several-organizations"
+BILLING_CONFLICT = "billing-conflict"
+
+
+@dataclass(frozen=True)
+class OwnerPlan:
+    """What migrating one owner does."""
+
+    owner_id: int
+    username: str
+    organization_name: str
+    organization_label: str
+    organization_id: int | None  # the reused organization; None when one is created
+    projects: tuple[str, ...]
+    members_to_add: tuple[int, ...]
+    owner_permissions_to_add: tuple[str, ...]
+    owner_is_member: bool
+    billing_account_id: int | None
+    access_digests: tuple[tuple[str, str], ...] = field(repr=False)
+
+    @property
+    def existing(self) -> bool:
+        return self.organization_id is not None
+
+
+@dataclass(frozen=True)
+class BlockedOwner:
+    owner_id: int
+    username: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    owners: tuple[OwnerPlan, ...]
+    blocked: tuple[BlockedOwner, ...]
+
+    @property
+    def owner_ids(self) -> list[int]:
+        return [o.owner_id for o in self.owners]
+
+
+@dataclass(frozen=True)
+class _Owner:
+    id: int
+    username: str
+    display_name: str | None
+    deleted: bool
+
+
+def _rows(conn: Connection, name: str, **params: Any) -> list[Any]:
+    return list(conn.execute(query(name, conn.dialect.name), params))
+
+
+def access_digest(project_rows: Iterable[Sequence[Any]], environment_rows: Iterable[Sequence[Any]]) -> str:
+    """A digest of a project's access rows, to prove later that they were not modified (SPEC 9.5)."""
+    h = hashlib.sha256()
+    for project_id, user_id, role, *_ in sorted(project_rows, key=lambda r: (r[0], r[1])):
+        h.update(f"p|{project_id}|{user_id}|{role}\n".encode())
+    for environment_id, user_id, role, *_ in sorted(environment_rows, key=lambda r: (r[0], r[1])):
+        h.update(f"e|{environment_id}|{user_id}|{role}\n".encode())
+    return h.hexdigest()
+
+
+def compute_batch(
+    conn: Connection,
+    owner_ids: Sequence[int],
+    *,
+    lock: bool,
+    reserved_names: MutableSet[str] | None = None,
+) -> BatchPlan:
+    """What migrating these owners does now.
+
+    With `lock`, the moving projects are locked first and everything is read after the lock, inside
+    the caller's transaction. `reserved_names` carries names handed out by earlier batches of a dry
+    run, which are not in the database; a real run leaves it empty.
+    """
+    owner_ids = sorted(set(owner_ids))
+    projects_by_owner: dict[int, list[str]] = defaultdict(list)
+    for project_id, owner_id in _rows(conn, "lock_projects" if lock else "legacy_projects", owner_ids=owner_ids):
+        projects_by_owner[owner_id].append(project_id)
+
+    users = {
+        row.id: _Owner(row.id, row.username, row.display_name, bool(row.deleted))
+        for row in _rows(conn, "owner_users", owner_ids=owner_ids)
+    }
+    organizations: dict[int, list[Any]] = defaultdict(list)
+    for row in _rows(conn, "owned_organizations", owner_ids=owner_ids):
+        organizations[row.owner_id].append(row)
+    owner_billing = {row.user_id: row.id for row in _rows(conn, "owner_billing_accounts", owner_ids=owner_ids)}
+    single_orgs = [orgs[0].id for orgs in organizations.values() if len(orgs) == 1]
+    billed_orgs = {
+        row.organization_id
+        for row in _rows(conn, "organization_billing_accounts", organization_ids=single_orgs)
+    }
+
+    blocked: list[BlockedOwner] = []
+    movable: list[_Owner] = []
+    for owner_id in owner_ids:
+        user = users.get(owner_id)
+        if user is None or not projects_by_owner.get(owner_id):
+            continue  # no longer a legacy owner: migrated meanwhile, or projects moved or deleted
+        orgs = organizations.get(owner_id, [])
+        reason = None
+        if user.deleted:
+            reason = OWNER_DELETED
+        elif len(orgs) >= 2:
+            reason = SEVERAL_ORGANIZATIONS
+        elif orgs and owner_id in owner_billing and orgs[0].id in billed_orgs:
+            reason = BILLING_CONFLICT
+        if reason:
+            blocked.append(BlockedOwner(owner_id, user.username, reason))
+        else:
+            movable.append(user)
+
+    project_ids = [p for owner in movable for p in projects_by_owner[owner.id]]
+    project_rows: dict[str, list[Any]] = defaultdict(list)
+    for row in _rows(conn, "project_access_of", project_ids=project_ids):
+        project_rows[row.project_id].append(row)
+    environment_rows: dict[str, list[Any]] = defaultdict(list)
+    for row in _rows(conn, "environment_access_of", project_ids=project_ids):
+        environment_rows[row.project_id].append(row)
+
+    reused = {owner.id: organizations[owner.id][0] for owner in movable if organizations.get(owner.id)}
+    reused_ids = [org.id for org in reused.values()]
+    existing_members: dict[int, set[int]] = defaultdict(set)
+    for row in _rows(conn, "organization_members_of", organization_ids=reused_ids):
+        existing_members[row.organization_id].add(row.user_id)
+    owner_permissions: dict[int, set[str]] = defaultdict(set)
+    for row in _rows(
+        conn, "member_permissions_of", organization_ids=reused_ids, user_ids=[o for o in reused]
+    ):
+        if reused.get(row.user_id) is not None and reused[row.user_id].id == row.organization_id:
+            owner_permissions[row.user_id].add(row.permission)
+
+    names = _new_names(conn, [o for o in movable if o.id not in reused], reserved_names)
+
+    plans = []
+    for owner in movable:
+        org = reused.get(owner.id)
+        members = existing_members[org.id] if org is not None else set()
+        projects = projects_by_owner[owner.id]
+        to_add: set[int] = set()
+        digests = []
+        for project_id in projects:
+            p_rows = project_rows.get(project_id, [])
+            e_rows = environment_rows.get(project_id, [])
+            to_add.update(r.user_id for r in p_rows if r.active)
+            to_add.update(r.user_id for r in e_rows if r.active)
+            digests.append(
+                (project_id, access_digest(p_rows, [(r.environment_id, r.user_id, r.role) for r in e_rows]))
+            )
+        to_add -= members
+        to_add.discard(owner.id)
+        held = owner_permissions.get(owner.id, set())
+        plans.append(
+            OwnerPlan(
+                owner_id=owner.id,
+                username=owner.username,
+                organization_name=org.name if org is not None else names[owner.id],
+                organization_label=org.label if org is not None else _label(owner),
+                organization_id=org.id if org is not None else None,
+                projects=tuple(projects),
+                members_to_add=tuple(sorted(to_add)),
+                owner_permissions_to_add=tuple(p for p in PERMISSIONS if p not in held),
+                owner_is_member=owner.id in members,
+                billing_account_id=owner_billing.get(owner.id),
+                access_digests=tuple(digests),
+            )
+        )
+    return BatchPlan(tuple(plans), tuple(blocked))
+
+
+def _label(owner: _Owner) -> str:
+    if owner.display_name is not None and owner.display_name.strip():
+        return owner.display_name
+    return owner.username
+
+
+def _new_names(
+    conn: Connection, owners: Sequence[_Owner], reserved: MutableSet[str] | None
+) -> dict[int, str]:
+    def taken(candidates: Collection[str]) -> Collection[str]:
+        return {row.name for row in _rows(conn, "organization_names_taken", names=sorted(candidates))}
+
+    bases = [(o.id, naming.base_name(o.username, o.id)) for o in owners]
+    return naming.assign_names(bases, taken, reserved if reserved is not None else set())
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The outcome of a committed batch, for logs and counts."""
+
+    migrated: int
+    blocked: int
+    organizations_created: int
+    projects_moved: int
+    members_added: int
+    billing_accounts_moved: int
+
+
+def apply_batch(conn: Connection, plan: BatchPlan, *, run_id: str, wave: str | None, now: datetime) -> Applied:
+    """Carries out a plan computed with `lock=True` in the same transaction, with its checkpoints."""
+    dialect = conn.dialect.name
+
+    def execute(name: str, params: Any) -> Any:
+        return conn.execute(query(name, dialect), params)
+
+    new = [o for o in plan.owners if not o.existing]
+    if new:
+        execute(
+            "insert_organization",
+            [{"name": o.organization_name, "label": o.organization_label, "owner_id": o.owner_id, "now": now}
+             for o in new],
+        )
+    org_of: dict[int, int] = {o.owner_id: o.organization_id for o in plan.owners if o.organization_id is not None}
+    if new:
+        created = {row.owner_id: row.id for row in execute("organizations_of_owners", {"owner_ids": [o.owner_id for o in new]})}
+        org_of.update(created)
+    if len(org_of) != len(plan.owners):
+        raise ConcurrentChange("an organization of a batch owner vanished before the batch committed")
+
+    members = []
+    added_members = []
+    permissions = []
+    for o in plan.owners:
+        org_id = org_of[o.owner_id]
+        if not o.owner_is_member:
+            members.append({"organization_id": org_id, "user_id": o.owner_id, "now": now})
+        for user_id in o.members_to_add:
+            members.append({"organization_id": org_id, "user_id": user_id, "now": now})
+            added_members.append({"organization_id": org_id, "user_id": user_id, "owner_id": o.owner_id, "run_id": run_id})
+        if not o.owner_is_member:
+            added_members.append({"organization_id": org_id, "user_id": o.owner_id, "owner_id": o.owner_id, "run_id": run_id})
+        for permission in o.owner_permissions_to_add:
+            permissions.append({"organization_id": org_id, "user_id": o.owner_id, "permission": permission,
+                                "owner_id": o.owner_id, "run_id": run_id})
+    if members:
+        execute("insert_member", members)
+        execute("record_added_member", added_members)
+    if permissions:
+        execute("insert_permission", permissions)
+        execute("record_added_permission", permissions)
+
+    project_ids = [p for o in plan.owners for p in o.projects]
+    org_ids = sorted(set(org_of.values()))
+    if project_ids:
+        moved = execute("move_projects", {"organization_ids": org_ids, "project_ids": project_ids}).rowcount
+        if moved != len(project_ids):
+            raise ConcurrentChange(f"{len(project_ids) - moved} projects changed before they could be moved")
+        execute(
+            "record_moved_project",
+            [{"project_id": p, "owner_id": o.owner_id, "organization_id": org_of[o.owner_id],
+              "run_id": run_id, "access_digest": digest}
+             for o in plan.owners for p, digest in o.access_digests],
+        )
+
+    billing_ids = [o.billing_account_id for o in plan.owners if o.billing_account_id is not None]
+    if billing_ids:
+        moved = execute("move_billing_accounts", {"organization_ids": org_ids, "billing_account_ids": billing_ids}).rowcount
+        if moved != len(billing_ids):
+            raise ConcurrentChange("a billing account changed before it could be moved")
+
+    if plan.owners:
+        execute(
+            "record_migrated_owner",
+            [{"owner_id": o.owner_id, "wave": wave, "run_id": run_id, "organization_id": org_of[o.owner_id],
+              "organization_name": o.organization_name, "organization_created": not o.existing,
+              "billing_account_id": o.billing_account_id, "now": now}
+             for o in plan.owners],
+        )
+    if plan.blocked:
+        execute(
+            "record_blocked_owner",
+            [{"owner_id": b.owner_id, "wave": wave, "run_id": run_id, "reason": b.reason, "now": now}
+             for b in plan.blocked],
+        )
+    return Applied(
+        migrated=len(plan.owners),
+        blocked=len(plan.blocked),
+        organizations_created=len(new),
+        projects_moved=len(project_ids),
+        members_added=sum(len(o.members_to_add) for o in plan.owners),
+        billing_accounts_moved=len(billing_ids),
+    )

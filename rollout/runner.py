@@ -1,0 +1,215 @@
+"""The migration loop: batches, failure isolation, budgets, signals, heartbeats, progress."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from itertools import islice
+from types import FrameType
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, Engine
+
+from rollout import db, ledger
+from rollout.clock import utcnow
+from rollout.errors import DatabaseUnavailable, Halted
+from rollout.migration import Applied, apply_batch, compute_batch
+from rollout.plan import Settings
+
+log = structlog.get_logger("rollout.runner")
+
+
+class Aborted(BaseException):
+    """A second stop signal: the batch under way is rolled back."""
+
+
+class StopSignals:
+    """First SIGTERM/SIGINT: stop after the current batch. Second: abort it."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.requested:
+            raise Aborted(signal.Signals(signum).name)
+        self.requested = True
+        log.warning("run.stopping", signal=signal.Signals(signum).name,
+                    detail="finishing the current batch; send again to abort it")
+
+
+@dataclass
+class Limits:
+    """When a run stops before its selection is exhausted."""
+
+    max_owners: int | None = None
+    time_budget: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    outcome: str  # succeeded | failed | interrupted | halted
+    counts: ledger.RunCounts
+    stopped_by: str | None = None  # why the run ended before its selection did
+    failures: tuple[tuple[int, str], ...] = field(default=())
+
+    @property
+    def exit_code(self) -> int:
+        if self.outcome == "halted":
+            return Halted.exit_code
+        return 1 if self.counts.failed else 0
+
+
+def chunks(ids: Iterable[int], size: int) -> Iterator[list[int]]:
+    iterator = iter(ids)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class Runner:
+    """Migrates a stream of owner ids in batches, one transaction per batch."""
+
+    def __init__(self, engine: Engine, settings: Settings, *, run_id: str, mode: str, wave: str | None,
+                 limits: Limits | None = None, progress: Any = None) -> None:
+        self.run_id = run_id
+        self.engine = engine
+        self.settings = settings
+        self.mode = mode
+        self.wave = wave
+        self.limits = limits or Limits()
+        self.progress = progress
+        self.counts = ledger.RunCounts()
+        self.failures: list[tuple[int, str]] = []
+
+    def run(self, owner_ids: Iterable[int]) -> RunSummary:
+        """Runs to the end of the selection, a limit, a halt or a stop signal."""
+        self._refuse_if_paused()
+        ledger.start_run(self.engine, self.run_id, mode=self.mode, wave=self.wave)
+        log.info("run.started", mode=self.mode, batch_size=self.settings.batch_size)
+        started = time.monotonic()
+        outcome, stopped_by = "succeeded", None
+        try:
+            with StopSignals() as stop:
+                for batch in chunks(self._limited(owner_ids), self.settings.batch_size):
+                    self._process(batch)
+                    if self.progress is not None:
+                        self.progress(len(batch))
+                    stopped_by = self._why_stop(stop, started)
+                    if stopped_by:
+                        break
+        except Aborted as exc:
+            outcome, stopped_by = "interrupted", f"aborted by a second {exc}"
+        except DatabaseUnavailable:
+            self._finish("crashed", "database unreachable")
+            raise
+        except BaseException as exc:
+            self._finish("crashed", f"{type(exc).__name__}: {db.describe(exc)}")
+            raise
+        if stopped_by in ("paused", "error budget exceeded"):
+            outcome = "halted"
+        elif stopped_by and stopped_by.startswith(("signal", "aborted")):
+            outcome = "interrupted"
+        elif self.counts.failed:
+            outcome = "failed"
+        self._finish(outcome, stopped_by)
+        summary = RunSummary(self.run_id, outcome, self.counts, stopped_by, tuple(self.failures))
+        log.info("run.finished", outcome=outcome, stopped_by=stopped_by,
+                 duration_s=round(time.monotonic() - started, 3), **self.counts.as_params())
+        return summary
+
+    def _limited(self, owner_ids: Iterable[int]) -> Iterable[int]:
+        if self.limits.max_owners is None:
+            return owner_ids
+        return islice(owner_ids, self.limits.max_owners)
+
+    def _refuse_if_paused(self) -> None:
+        control = db.transaction(self.engine, ledger.control)
+        if control.paused:
+            raise Halted(f"the rollout is paused ({control.reason or 'no reason given'}); `rollout resume` first")
+
+    def _why_stop(self, stop: StopSignals, started: float) -> str | None:
+        if stop.requested:
+            return "signal"
+        s = self.settings
+        failed, attempted = self.counts.failed, self.counts.attempted
+        if failed > s.max_failures or (attempted >= s.min_attempts and failed > s.error_budget * attempted):
+            log.error("run.error_budget_exceeded", failed=failed, attempted=attempted,
+                      error_budget=s.error_budget, max_failures=s.max_failures)
+            return "error budget exceeded"
+        if self.limits.time_budget is not None and time.monotonic() - started >= self.limits.time_budget.total_seconds():
+            return "time budget reached"
+        if db.transaction(self.engine, ledger.control).paused:
+            return "paused"
+        return None
+
+    def _process(self, owner_ids: Sequence[int]) -> None:
+        """Migrates a batch; a failing owner is isolated by splitting the batch until it is alone."""
+        started = time.monotonic()
+        try:
+            applied, counts = db.transaction(self.engine, lambda conn: self._migrate(conn, owner_ids))
+        except (DatabaseUnavailable, Aborted):
+            raise
+        except Exception as exc:
+            if len(owner_ids) == 1:
+                self._fail(owner_ids[0], exc)
+                return
+            log.warning("batch.split", owners=len(owner_ids), error=db.describe(exc))
+            middle = len(owner_ids) // 2
+            self._process(owner_ids[:middle])
+            self._process(owner_ids[middle:])
+            return
+        self.counts = counts
+        elapsed = time.monotonic() - started
+        log.info(
+            "batch.committed", owners=len(owner_ids), migrated=applied.migrated, blocked=applied.blocked,
+            organizations_created=applied.organizations_created, projects_moved=applied.projects_moved,
+            members_added=applied.members_added, billing_accounts_moved=applied.billing_accounts_moved,
+            duration_s=round(elapsed, 3), rate_owners_per_s=round(len(owner_ids) / elapsed, 1) if elapsed else None,
+        )
+
+    def _migrate(self, conn: Connection, owner_ids: Sequence[int]) -> tuple[Applied, ledger.RunCounts]:
+        plan = compute_batch(conn, owner_ids, lock=True)
+        applied = apply_batch(conn, plan, run_id=self.run_id, wave=self.wave, now=utcnow())
+        # Counted only once the work is in the transaction; a retry recomputes from the same base.
+        counts = ledger.RunCounts(**self.counts.as_params())
+        counts.batches += 1
+        counts.attempted += applied.migrated + applied.blocked
+        counts.migrated += applied.migrated
+        counts.blocked += applied.blocked
+        ledger.heartbeat(conn, self.run_id, counts)
+        return applied, counts
+
+    def _fail(self, owner_id: int, exc: BaseException) -> None:
+        error = f"{type(exc).__name__}: {db.describe(exc)}"
+        counts = ledger.RunCounts(**self.counts.as_params())
+        counts.attempted += 1
+        counts.failed += 1
+
+        def work(conn: Connection) -> None:
+            ledger.record_failure(conn, owner_id=owner_id, wave=self.wave, run_id=self.run_id, error=error)
+            ledger.heartbeat(conn, self.run_id, counts)
+
+        db.transaction(self.engine, work)
+        self.counts = counts
+        self.failures.append((owner_id, error))
+        log.error("owner.failed", owner_id=owner_id, error=error)
+
+    def _finish(self, outcome: str, message: str | None) -> None:
+        try:
+            ledger.finish_run(self.engine, self.run_id, outcome, self.counts, message)
+        except DatabaseUnavailable:
+            log.error("run.unrecorded", outcome=outcome, detail="could not record the end of the run")

@@ -1,0 +1,79 @@
+"""Which owners a wave selects (SPEC 4), streamed page by page in user-id order.
+
+Selection is recomputed at every run from the data as it is then, so late arrivals join the next
+run. Pages are read in short transactions of their own: a long wave never holds a snapshot or a
+lock while it streams, and memory stays flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+
+from rollout import db
+from rollout.plan import Wave
+from rollout.sql import query
+
+PAGE_SIZE = 5000
+
+SKIPPED_BY_WAVES = frozenset({"rolled-back"})
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An owner of legacy projects as a page of the selection sees it."""
+
+    owner_id: int
+    legacy_projects: int
+    in_regions: int
+    state: str | None
+
+
+def candidates(engine: Engine, wave: Wave | None = None, page_size: int = PAGE_SIZE) -> Iterator[Candidate]:
+    """Every owner of a legacy project (or only those a wave lists by id), in user-id order."""
+    listed_only = wave is not None and wave.percent is None
+    regions = list(wave.regions or []) if wave is not None else []
+    after = -1
+    while True:
+        def page(conn: Connection, after: int = after) -> list[Candidate]:
+            name = "listed_owner_page" if listed_only else "legacy_owner_page"
+            params: dict[str, object] = {"after_id": after, "page_size": page_size, "regions": regions}
+            if listed_only:
+                assert wave is not None
+                params["listed"] = list(wave.owners)
+            rows = conn.execute(query(name, conn.dialect.name), params)
+            return [Candidate(r.owner_id, r.legacy_projects, r.in_regions or 0, r.state) for r in rows]
+
+        rows = db.transaction(engine, page)
+        yield from rows
+        if len(rows) < page_size:
+            return
+        after = rows[-1].owner_id
+
+
+def selects(wave: Wave, salt: str, candidate: Candidate) -> bool:
+    """Whether the wave selects this owner, whatever the job has recorded for it."""
+    if not wave.admits_bucket(salt, candidate.owner_id):
+        return False
+    if wave.regions is not None and candidate.in_regions == 0:
+        return False
+    if wave.max_projects is not None and candidate.legacy_projects > wave.max_projects:
+        return False
+    return not wave.excludes(candidate.owner_id)
+
+
+def to_attempt(candidate: Candidate, *, retry_failed: bool) -> bool:
+    """Whether a run should try a selected owner: rolled-back owners wait for `run --owner`,
+    failed ones for `--retry-failed`."""
+    if candidate.state in SKIPPED_BY_WAVES:
+        return False
+    return retry_failed or candidate.state != "failed"
+
+
+def wave_owners(engine: Engine, wave: Wave, salt: str, *, retry_failed: bool) -> Iterator[int]:
+    """The owner ids a run of the wave attempts now, in user-id order."""
+    for candidate in candidates(engine, wave):
+        if selects(wave, salt, candidate) and to_attempt(candidate, retry_failed=retry_failed):
+            yield candidate.owner_id

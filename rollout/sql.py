@@ -1,0 +1,66 @@
+"""The named SQL statements of `sql/`, loaded once.
+
+Every statement lives in `sql/queries/*.sql` under a `-- name: NAME` header. A statement that
+differs between PostgreSQL and SQLite has a second block named `NAME@sqlite` (or `NAME@postgresql`);
+that pair is the whole of the dialect difference for it. Parameters written `IN :name` are
+expanded from a Python sequence.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import String, TextClause, bindparam, text
+
+from rollout import dialect
+
+_HEADER = re.compile(r"^-- name: (\S+)[^\n]*\n", re.M)
+_EXPANDING = re.compile(r"\bIN\s+:(\w+)", re.I)
+# Lists of text: an empty one must still compare as text (PostgreSQL refuses `text = integer`).
+_TEXT_LISTS = frozenset({"names", "project_ids", "regions"})
+
+
+def sql_dir() -> Path:
+    """The `sql/` folder: inside the wheel, or beside the package in a checkout."""
+    packaged = Path(__file__).with_name("sql")
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "sql"
+
+
+@cache
+def _statements() -> dict[str, str]:
+    statements: dict[str, str] = {}
+    for path in sorted((sql_dir() / "queries").glob("*.sql")):
+        parts = _HEADER.split(path.read_text(encoding="utf-8"))
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in statements:
+                raise RuntimeError(f"duplicate SQL statement name {name!r} in {path}")
+            # Comments are for readers; a `:word` in one would become a bind parameter.
+            lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
+            statements[name] = "\n".join(lines).strip().rstrip(";")
+    return statements
+
+
+@cache
+def query(name: str, dialect_name: str) -> TextClause:
+    """The statement `name` for a dialect, with its `IN :x` parameters made expanding."""
+    statements = _statements()
+    body = statements.get(f"{name}@{dialect_name}") or statements[name]
+    clause = text(body)
+    expanding = sorted(set(_EXPANDING.findall(body)))
+    if expanding:
+        clause = clause.bindparams(
+            *(bindparam(p, expanding=True, type_=String() if p in _TEXT_LISTS else None) for p in expanding)
+        )
+    return clause
+
+
+def script(filename: str, dialect_name: str) -> list[str]:
+    """The DDL statements of a schema file, one by one, with the dialect's substitutions."""
+    source = (sql_dir() / filename).read_text(encoding="utf-8")
+    source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("--"))
+    source = source.replace("{identity}", dialect.IDENTITY_COLUMN[dialect_name])
+    return [stmt.strip() for stmt in source.split(";") if stmt.strip()]

@@ -1,0 +1,95 @@
+"""Where the rollout stands: per wave counts, the pause switch, recent runs, failed owners."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from rollout import db, ledger
+from rollout.dialect import as_datetime
+from rollout.plan import Plan
+from rollout.selection import candidates, selects
+from rollout.sql import query
+
+
+@dataclass(frozen=True)
+class WaveStatus:
+    """An owner counts as migrated under the wave whose run migrated it; the other counts are of
+    the owners the wave selects now."""
+
+    wave: str
+    selected: int
+    migrated: int
+    failed: int
+    blocked: int
+    rolled_back: int
+    remaining: int
+
+    @property
+    def complete(self) -> bool:
+        return self.remaining == 0
+
+
+@dataclass(frozen=True)
+class Status:
+    waves: tuple[WaveStatus, ...]
+    paused: bool
+    pause_reason: str | None
+    runs: tuple[dict[str, Any], ...]
+    failed_owners: tuple[dict[str, Any], ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "waves": [asdict(w) | {"complete": w.complete} for w in self.waves],
+            "paused": self.paused,
+            "pause_reason": self.pause_reason,
+            "runs": list(self.runs),
+            "failed_owners": list(self.failed_owners),
+        }
+
+
+_BUCKET_OF_STATE = {"failed": "failed", "blocked": "blocked", "rolled-back": "rolled_back"}
+
+
+def wave_counts(engine: Engine, plan: Plan) -> list[WaveStatus]:
+    """One pass over the legacy owners, counted for every wave at once."""
+    tallies = {w.name: Counter[str]() for w in plan.waves}
+    for candidate in candidates(engine):
+        for wave in plan.waves:
+            if selects(wave, plan.settings.salt, candidate):
+                tallies[wave.name][_BUCKET_OF_STATE.get(candidate.state or "", "remaining")] += 1
+
+    def migrated(conn: Connection) -> Counter[str]:
+        counts = Counter[str]()
+        for row in conn.execute(query("wave_state_counts", conn.dialect.name)):
+            if row.state == "migrated" and row.wave is not None:
+                counts[row.wave] += row.owners
+        return counts
+
+    done = db.transaction(engine, migrated)
+    result = []
+    for wave in plan.waves:
+        t = tallies[wave.name]
+        result.append(WaveStatus(
+            wave=wave.name,
+            selected=done[wave.name] + t["failed"] + t["blocked"] + t["remaining"],
+            migrated=done[wave.name], failed=t["failed"], blocked=t["blocked"],
+            rolled_back=t["rolled_back"], remaining=t["remaining"],
+        ))
+    return result
+
+
+def status(engine: Engine, plan: Plan, runs: int = 10) -> Status:
+    def read(conn: Connection) -> tuple[ledger.Control, list[dict[str, Any]], list[dict[str, Any]]]:
+        failed = []
+        for row in conn.execute(query("owners_by_state", conn.dialect.name), {"state": "failed"}):
+            updated = as_datetime(row.updated_at)
+            failed.append({"owner_id": row.owner_id, "wave": row.wave, "attempts": row.attempts,
+                           "error": row.error, "updated_at": updated.isoformat() if updated else None})
+        return ledger.control(conn), ledger.recent_runs(conn, runs), failed
+
+    control, recent, failed = db.transaction(engine, read)
+    return Status(tuple(wave_counts(engine, plan)), control.paused, control.reason, tuple(recent), tuple(failed))

@@ -1,0 +1,102 @@
+-- The job's checkpoints (SPEC 6): runs, owner states, and what was done for each owner.
+
+-- name: record_moved_project
+INSERT INTO rollout_moved_projects (project_id, owner_id, organization_id, run_id, access_digest)
+VALUES (:project_id, :owner_id, :organization_id, :run_id, :access_digest);
+
+-- name: record_added_member
+INSERT INTO rollout_added_members (organization_id, user_id, owner_id, run_id)
+VALUES (:organization_id, :user_id, :owner_id, :run_id);
+
+-- name: record_added_permission
+INSERT INTO rollout_added_permissions (organization_id, user_id, permission, owner_id, run_id)
+VALUES (:organization_id, :user_id, :permission, :owner_id, :run_id);
+
+-- name: record_migrated_owner
+-- A late arrival keeps what the first migration recorded: its wave, that it created the
+-- organization, the billing account it moved.
+INSERT INTO rollout_owners (owner_id, state, wave, run_id, organization_id, organization_name,
+                            organization_created, billing_account_id, reason, error, attempts,
+                            migrated_at, updated_at)
+VALUES (:owner_id, 'migrated', :wave, :run_id, :organization_id, :organization_name,
+        :organization_created, :billing_account_id, NULL, NULL, 0, :now, :now)
+ON CONFLICT (owner_id) DO UPDATE SET
+    state = 'migrated',
+    wave = CASE WHEN rollout_owners.state = 'migrated' THEN rollout_owners.wave ELSE excluded.wave END,
+    run_id = excluded.run_id,
+    organization_id = excluded.organization_id,
+    organization_name = excluded.organization_name,
+    organization_created = CASE WHEN rollout_owners.state = 'migrated'
+        THEN (rollout_owners.organization_created OR excluded.organization_created)
+        ELSE excluded.organization_created END,
+    billing_account_id = CASE WHEN rollout_owners.state = 'migrated'
+        THEN COALESCE(rollout_owners.billing_account_id, excluded.billing_account_id)
+        ELSE excluded.billing_account_id END,
+    reason = NULL,
+    error = NULL,
+    attempts = 0,
+    migrated_at = CASE WHEN rollout_owners.state = 'migrated' THEN rollout_owners.migrated_at ELSE excluded.migrated_at END,
+    updated_at = excluded.updated_at;
+
+-- name: record_blocked_owner
+-- A migrated owner whose late arrival is blocked stays migrated; verify reports the project.
+INSERT INTO rollout_owners (owner_id, state, wave, run_id, reason, updated_at)
+VALUES (:owner_id, 'blocked', :wave, :run_id, :reason, :now)
+ON CONFLICT (owner_id) DO UPDATE SET
+    state = CASE WHEN rollout_owners.state = 'migrated' THEN 'migrated' ELSE 'blocked' END,
+    reason = excluded.reason,
+    run_id = excluded.run_id,
+    updated_at = excluded.updated_at;
+
+-- name: record_failed_owner
+INSERT INTO rollout_owners (owner_id, state, wave, run_id, error, attempts, updated_at)
+VALUES (:owner_id, 'failed', :wave, :run_id, :error, 1, :now)
+ON CONFLICT (owner_id) DO UPDATE SET
+    state = CASE WHEN rollout_owners.state = 'migrated' THEN 'migrated' ELSE 'failed' END,
+    error = excluded.error,
+    attempts = rollout_owners.attempts + 1,
+    run_id = excluded.run_id,
+    updated_at = excluded.updated_at;
+
+-- name: owner_states
+SELECT owner_id, state FROM rollout_owners WHERE owner_id IN :owner_ids;
+
+-- name: insert_run
+INSERT INTO rollout_runs (id, mode, wave, host, pid, started_at, heartbeat_at)
+VALUES (:id, :mode, :wave, :host, :pid, :now, :now);
+
+-- name: heartbeat_run
+UPDATE rollout_runs
+SET heartbeat_at = :now, attempted = :attempted, migrated = :migrated, failed = :failed,
+    blocked = :blocked, batches = :batches
+WHERE id = :id;
+
+-- name: finish_run
+UPDATE rollout_runs
+SET heartbeat_at = :now, finished_at = :now, outcome = :outcome, attempted = :attempted,
+    migrated = :migrated, failed = :failed, blocked = :blocked, batches = :batches, message = :message
+WHERE id = :id;
+
+-- name: abandon_stale_runs
+-- A run that died without finishing: its heartbeat stopped. It never blocks anything; this only
+-- makes `status` tell the truth about it.
+UPDATE rollout_runs
+SET outcome = 'abandoned', finished_at = heartbeat_at
+WHERE finished_at IS NULL AND heartbeat_at < :stale_before;
+
+-- name: recent_runs
+SELECT id, mode, wave, host, pid, started_at, heartbeat_at, finished_at, outcome,
+       attempted, migrated, failed, blocked, batches, message
+FROM rollout_runs
+ORDER BY started_at DESC
+LIMIT :limit;
+
+-- name: get_control
+SELECT paused, reason, changed_at, changed_by FROM rollout_control WHERE id = 1;
+
+-- name: set_control
+INSERT INTO rollout_control (id, paused, reason, changed_at, changed_by)
+VALUES (1, :paused, :reason, :now, :changed_by)
+ON CONFLICT (id) DO UPDATE SET
+    paused = excluded.paused, reason = excluded.reason,
+    changed_at = excluded.changed_at, changed_by = excluded.changed_by;

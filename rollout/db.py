@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 from rollout import dialect
@@ -90,18 +91,27 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ConcurrentChange) or dialect.is_transient(exc)
 
 
-def retrying(attempts: int = 6, max_delay: float = 60.0) -> Retrying:
+def default_attempts() -> int:
+    """Tries per transaction: ROLLOUT_DB_ATTEMPTS, default 6 (about half a minute of backoff)."""
+    try:
+        return max(1, int(os.environ.get("ROLLOUT_DB_ATTEMPTS", "6")))
+    except ValueError as exc:
+        raise UsageError("ROLLOUT_DB_ATTEMPTS must be a whole number") from exc
+
+
+def retrying(attempts: int | None = None, max_delay: float = 60.0) -> Retrying:
     """The retry policy for a whole transaction: transient errors only, with jittered backoff."""
+    attempts = attempts or default_attempts()
     return Retrying(
         stop=stop_after_attempt(attempts) | stop_after_delay(max_delay),
-        wait=wait_exponential_jitter(initial=0.1, max=5.0),
+        wait=wait_random_exponential(multiplier=0.1, max=5.0),
         retry=retry_if_exception(_retryable),
         before_sleep=_log_retry,
         reraise=True,
     )
 
 
-def transaction(engine: Engine, work: Callable[[Connection], T], *, attempts: int = 6) -> T:
+def transaction(engine: Engine, work: Callable[[Connection], T], *, attempts: int | None = None) -> T:
     """Runs `work` in one transaction, retried whole on transient errors.
 
     A database that stays unreachable becomes `DatabaseUnavailable` (exit 75); other errors pass.

@@ -1,0 +1,116 @@
+"""Databases for the tests: a SQLite file per test, and a PostgreSQL database per test cloned from a
+migrated template.
+
+PostgreSQL comes from TEST_DATABASE_URL (a server URL; .ci/run points it at the local server), else
+from testcontainers; without either the PostgreSQL tests are skipped loudly, except under CI=true
+where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from rollout import db
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _admin_url_from_container() -> str | None:
+    try:
+        from testcontainers.postgres import PostgresContainer
+    except ImportError:
+        return None
+    try:
+        container = PostgresContainer("postgres:15-alpine", driver="psycopg")
+        container.start()
+    except Exception as exc:  # no Docker here: the caller decides whether that is fatal
+        warnings.warn(f"testcontainers could not start PostgreSQL: {exc}", stacklevel=1)
+        return None
+    _CONTAINERS.append(container)
+    return str(container.get_connection_url())
+
+
+_CONTAINERS: list[object] = []
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server URL on which tests may create and drop databases."""
+    url = os.environ.get("TEST_DATABASE_URL") or _admin_url_from_container()
+    if not url:
+        reason = ("NO POSTGRESQL: set TEST_DATABASE_URL=postgresql+psycopg://user@host:port/db or run Docker; "
+                  "the PostgreSQL half of the suite is SKIPPED")
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI=true: failing instead)")
+        pytest.skip(reason)
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    yield parsed.render_as_string(hide_password=False)
+    for container in _CONTAINERS:
+        container.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def pg_admin(pg_server: str) -> Iterator[Engine]:
+    engine = create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: str, pg_admin: Engine) -> Iterator[str]:
+    """A database with the platform and job schemas, cloned by every PostgreSQL test."""
+    name = f"rollout_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with pg_admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = db.make_engine(make_url(pg_server).set(database=name).render_as_string(hide_password=False))
+    db.init_schema(engine, platform=True)
+    engine.dispose()
+    yield name
+    with pg_admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def new_pg_database(pg_server: str, pg_admin: Engine, template: str) -> str:
+    name = f"rollout_t_{uuid.uuid4().hex[:12]}"
+    with pg_admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    return make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(pg_admin: Engine, url: str) -> None:
+    with pg_admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database (platform and job tables) on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'rollout.db'}"
+        engine = db.make_engine(url, create=True)
+        db.init_schema(engine, platform=True)
+        engine.dispose()
+        yield url
+        return
+    server = request.getfixturevalue("pg_server")
+    admin = request.getfixturevalue("pg_admin")
+    url = new_pg_database(server, admin, request.getfixturevalue("pg_template"))
+    yield url
+    drop_pg_database(admin, url)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = db.make_engine(db_url)
+    yield engine
+    engine.dispose()

@@ -45,17 +45,38 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--database-url", envvar="ROLLOUT_DATABASE_URL", default=DEFAULT_DATABASE_URL, show_default=True,
-              help="postgresql+psycopg://… or sqlite:///FILE (env ROLLOUT_DATABASE_URL).")
-@click.option("--plan", "plan_path", envvar="ROLLOUT_PLAN", type=click.Path(path_type=Path), default=None,
-              help=f"The wave plan file (env ROLLOUT_PLAN; default {DEFAULT_PLAN}).")
-@click.option("--log-format", type=click.Choice(["json", "console"]), default=None,
-              help="Default: console on a terminal, JSON lines otherwise.")
+@click.option(
+    "--database-url",
+    envvar="ROLLOUT_DATABASE_URL",
+    default=DEFAULT_DATABASE_URL,
+    show_default=True,
+    help="postgresql+psycopg://… or sqlite:///FILE (env ROLLOUT_DATABASE_URL).",
+)
+@click.option(
+    "--plan",
+    "plan_path",
+    envvar="ROLLOUT_PLAN",
+    type=click.Path(path_type=Path),
+    default=None,
+    help=f"The wave plan file (env ROLLOUT_PLAN; default {DEFAULT_PLAN}).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "console"]),
+    default=None,
+    help="Default: console on a terminal, JSON lines otherwise.",
+)
 @click.option("-v", "--verbose", count=True, help="Debug logs, and tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the logs.")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str, plan_path: Path | None, log_format: str | None,
-        verbose: int, quiet: bool) -> None:
+def cli(
+    ctx: click.Context,
+    database_url: str,
+    plan_path: Path | None,
+    log_format: str | None,
+    verbose: int,
+    quiet: bool,
+) -> None:
     """Move legacy per-user projects into Organizations, progressively, in waves."""
     global _verbose
     _verbose = verbose > 0
@@ -71,7 +92,9 @@ def db_group() -> None:
 
 
 @db_group.command("init")
-@click.option("--platform-schema", is_flag=True, help="Also create the platform tables of SPEC 2 (demo, tests).")
+@click.option(
+    "--platform-schema", is_flag=True, help="Also create the platform tables of SPEC 2 (demo, tests)."
+)
 @click.pass_context
 def db_init(ctx: click.Context, platform_schema: bool) -> int:
     """Create the job's own rollout_ tables (idempotent)."""
@@ -98,34 +121,91 @@ def seed(ctx: click.Context, owners: int, seed_value: int) -> int:
 
 def _run_summary_line(summary: RunSummary) -> str:
     c = summary.counts
-    line = (f"run {summary.run_id}: {summary.outcome}: {c.migrated} migrated, {c.blocked} blocked, "
-            f"{c.failed} failed in {c.batches} batches")
+    line = (
+        f"run {summary.run_id}: {summary.outcome}: {c.migrated} migrated, {c.blocked} blocked, "
+        f"{c.failed} failed" + (f", {c.drifted} drifted" if c.drifted else "") + f" in {c.batches} batches"
+    )
     if summary.stopped_by:
         line += f" (stopped: {summary.stopped_by})"
     return line
 
 
+@cli.command("plan")
+@click.option("--wave", required=True, help="The wave to report on.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default=None,
+    help="Default: table on a terminal, json otherwise.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the report to this file (atomically) instead of stdout.",
+)
+@click.pass_context
+def plan_command(ctx: click.Context, wave: str, fmt: str | None, output: Path | None) -> int:
+    """The dry-run report of a wave: exactly what `run --wave` would do now. Writes nothing."""
+    from rollout.plan_report import write_report
+
+    plan = _settings(ctx).plan()
+    selected = plan.wave(wave)
+    engine = _engine(ctx)
+    fmt = fmt or ("table" if output is None and sys.stdout.isatty() else "json")
+    summary = write_report(engine, plan, selected, fmt, output, database=_safe_url(engine))
+    if output is not None:
+        click.echo(
+            f"{fmt} report of wave {wave} written to {output}: {summary.owners} owners to migrate, "
+            f"{summary.blocked} blocked",
+            err=True,
+        )
+    return 0
+
+
+def _safe_url(engine: Any) -> str:
+    return str(engine.url.render_as_string(hide_password=True))
+
+
 @cli.command()
 @click.option("--wave", help="Migrate the owners this wave selects.")
-@click.option("--owner", "owner_id", type=int, help="Migrate one owner, whatever its state (also after rollback).")
+@click.option(
+    "--owner", "owner_id", type=int, help="Migrate one owner, whatever its state (also after rollback)."
+)
+@click.option(
+    "--from-plan",
+    "from_plan",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Migrate exactly the owners of an approved JSON report; drifted owners are skipped.",
+)
 @click.option("--batch-size", type=click.IntRange(1, 10_000), help="Owners per transaction (plan default).")
 @click.option("--max-owners", type=click.IntRange(min=1), help="Stop after attempting this many owners.")
 @click.option("--time-budget", callback=_duration, help="Stop between batches after this long, e.g. 50m.")
 @click.option("--retry-failed", is_flag=True, help="Also attempt owners that failed before.")
 @click.pass_context
-def run(ctx: click.Context, wave: str | None, owner_id: int | None, batch_size: int | None,
-        max_owners: int | None, time_budget: Any, retry_failed: bool) -> int:
-    """Migrate owners: a wave, or one owner."""
+def run(
+    ctx: click.Context,
+    wave: str | None,
+    owner_id: int | None,
+    from_plan: Path | None,
+    batch_size: int | None,
+    max_owners: int | None,
+    time_budget: Any,
+    retry_failed: bool,
+) -> int:
+    """Migrate owners: a wave, one owner, or an approved report."""
+    from rollout.approved import ApprovedPlan
     from rollout.selection import wave_owners
 
-    if (wave is None) == (owner_id is None):
-        raise UsageError("give exactly one of --wave W or --owner ID")
+    if sum(x is not None for x in (wave, owner_id, from_plan)) != 1:
+        raise UsageError("give exactly one of --wave W, --owner ID or --from-plan REPORT.json")
     settings = _settings(ctx)
-    if owner_id is not None:
+    approved = ApprovedPlan(from_plan) if from_plan is not None else None
+    if wave is None:
         plan_settings = settings.plan().settings if settings.plan_path.exists() else None
     else:
         plan = settings.plan()
-        selected_wave = plan.wave(wave or "")
+        selected_wave = plan.wave(wave)
         plan_settings = plan.settings
     from rollout.plan import Settings as PlanSettings
 
@@ -134,10 +214,21 @@ def run(ctx: click.Context, wave: str | None, owner_id: int | None, batch_size: 
         run_settings = dataclasses.replace(run_settings, batch_size=batch_size)
     engine = _engine(ctx)
     run_id = structlog.contextvars.get_contextvars()["run_id"]
+    mode = "owner" if owner_id is not None else "from-plan" if approved is not None else "wave"
+    wave = approved.wave if approved is not None else wave
     logs.bind(run_id, wave)
-    runner = Runner(engine, run_settings, run_id=run_id, mode="owner" if owner_id is not None else "wave",
-                    wave=wave, limits=Limits(max_owners, time_budget))
-    if owner_id is not None:
+    runner = Runner(
+        engine,
+        run_settings,
+        run_id=run_id,
+        mode=mode,
+        wave=wave,
+        limits=Limits(max_owners, time_budget),
+        approved=approved,
+    )
+    if approved is not None:
+        summary = runner.run(approved.owner_ids())
+    elif owner_id is not None:
         if not db.transaction(engine, lambda conn: db.user_exists(conn, owner_id)):
             raise UsageError(f"unknown owner {owner_id}: no such user")
         summary = runner.run([owner_id])
@@ -146,6 +237,8 @@ def run(ctx: click.Context, wave: str | None, owner_id: int | None, batch_size: 
     click.echo(_run_summary_line(summary))
     for failed_owner, error in summary.failures:
         click.echo(f"  owner {failed_owner} failed: {error}", err=True)
+    for drift in summary.drifted:
+        click.echo(f"  owner {drift.owner_id} drifted, skipped: {drift.why}", err=True)
     return summary.exit_code
 
 
@@ -182,7 +275,9 @@ def verify(ctx: click.Context, wave: str | None, fmt: str) -> int:
 def pause(ctx: click.Context, reason: str | None) -> int:
     """Stop running workers after their batch; refuse new runs."""
     ledger.set_paused(_engine(ctx), True, reason)
-    click.echo("paused: running workers stop after their current batch; new runs exit 4 until `rollout resume`")
+    click.echo(
+        "paused: running workers stop after their current batch; new runs exit 4 until `rollout resume`"
+    )
     return 0
 
 
@@ -218,15 +313,18 @@ def demo(ctx: click.Context, owners: int, seed_value: int, wave: str) -> int:
     run_id = structlog.contextvars.get_contextvars()["run_id"]
     logs.bind(run_id, wave)
     summary = Runner(engine, plan.settings, run_id=run_id, mode="wave", wave=wave).run(
-        wave_owners(engine, selected_wave, plan.settings.salt, retry_failed=False))
+        wave_owners(engine, selected_wave, plan.settings.salt, retry_failed=False)
+    )
     click.echo(_run_summary_line(summary))
     click.echo("\n== rollout status")
     click.echo(render_status(read_status(engine, plan), "table"))
     click.echo("\n== rollout verify")
     report = run_verify(engine)
     click.echo(render_verify(report, "table"))
-    click.echo(f"\nThe demo database is {engine.url.render_as_string()}; every command works on it, e.g. "
-               "`rollout status` or `rollout run --wave fifty-percent`.")
+    click.echo(
+        f"\nThe demo database is {engine.url.render_as_string()}; every command works on it, e.g. "
+        "`rollout status` or `rollout run --wave fifty-percent`."
+    )
     return max(summary.exit_code, 0 if report.ok else 1)
 
 
@@ -250,8 +348,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if _verbose:
             traceback.print_exc()
-        click.echo(f"rollout: internal error: {type(exc).__name__}: {db.describe(exc)} (run with -v for details)",
-                   err=True)
+        click.echo(
+            f"rollout: internal error: {type(exc).__name__}: {db.describe(exc)} (run with -v for details)",
+            err=True,
+        )
         code = 1
     sys.stdout.flush()
     sys.exit(code if isinstance(code, int) else 0)

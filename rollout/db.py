@@ -29,13 +29,27 @@ log = structlog.get_logger("rollout.db")
 
 SCHEMA_VERSION = "1"
 PLATFORM_TABLES = (
-    "users", "organizations", "organization_members", "organization_member_permissions", "projects",
-    "project_access", "environments", "environment_access", "billing_accounts", "subscriptions",
-    "invoices", "vouchers",
+    "users",
+    "organizations",
+    "organization_members",
+    "organization_member_permissions",
+    "projects",
+    "project_access",
+    "environments",
+    "environment_access",
+    "billing_accounts",
+    "subscriptions",
+    "invoices",
+    "vouchers",
 )
 JOB_TABLES = (
-    "rollout_meta", "rollout_runs", "rollout_owners", "rollout_moved_projects", "rollout_added_members",
-    "rollout_added_permissions", "rollout_control",
+    "rollout_meta",
+    "rollout_runs",
+    "rollout_owners",
+    "rollout_moved_projects",
+    "rollout_added_members",
+    "rollout_added_permissions",
+    "rollout_control",
 )
 
 
@@ -65,7 +79,9 @@ def make_engine(url: str, *, create: bool = False) -> Engine:
         if not create and not Path(database).exists():
             raise UsageError(f"no database at {database!r}; run `rollout db init` or `rollout demo` first")
     else:
-        raise UsageError(f"unsupported database URL {parsed.render_as_string()!r}: use postgresql+psycopg:// or sqlite:///")
+        raise UsageError(
+            f"unsupported database URL {parsed.render_as_string()!r}: use postgresql+psycopg:// or sqlite:///"
+        )
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:

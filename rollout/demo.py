@@ -45,6 +45,8 @@ def prepare(url: str, say: Callable[[str], None]) -> Engine:
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         engine = db.make_engine(url, create=True)
     db.init_schema(engine, platform=True)
-    db.transaction(engine, lambda conn: conn.execute(
-        query("set_meta", conn.dialect.name), {"key": DEMO_MARKER, "value": "1"}))
+    db.transaction(
+        engine,
+        lambda conn: conn.execute(query("set_meta", conn.dialect.name), {"key": DEMO_MARKER, "value": "1"}),
+    )
     return engine

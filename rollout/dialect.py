@@ -7,6 +7,7 @@
 - timestamps: SQLite stores them as ISO-8601 text in UTC, which sorts like time;
 - bulk loading: `COPY` on PostgreSQL, `executemany` on SQLite;
 - which driver errors are transient, and which mean the server is unreachable;
+- read-only transactions for the dry run;
 - the cross-process lock of `run --auto`.
 """
 
@@ -62,15 +63,20 @@ def configure(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def read_only(conn: Connection) -> None:
+    """Makes the transaction refuse writes where the database can (the dry run's guarantee)."""
+    if conn.dialect.name == POSTGRESQL:
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
 def as_datetime(value: Any) -> datetime | None:
     """A timestamp read back from either database, as an aware UTC datetime."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
@@ -103,7 +109,7 @@ def is_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     orig = _driver_error(exc)
-    sqlstate = getattr(orig, "sqlstate", None)
+    sqlstate: str | None = getattr(orig, "sqlstate", None)
     if sqlstate:
         return sqlstate.startswith(_UNREACHABLE_SQLSTATES)
     # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all.
@@ -115,7 +121,7 @@ def is_transient(exc: BaseException) -> bool:
     if is_unreachable(exc):
         return True
     orig = _driver_error(exc)
-    sqlstate = getattr(orig, "sqlstate", None)
+    sqlstate: str | None = getattr(orig, "sqlstate", None)
     if sqlstate:
         return sqlstate.startswith(_CONFLICT_SQLSTATES)
     if isinstance(orig, sqlite3.OperationalError):

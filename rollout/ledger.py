@@ -26,12 +26,17 @@ class RunCounts:
     migrated: int = 0
     failed: int = 0
     blocked: int = 0
+    drifted: int = 0
     batches: int = 0
 
     def as_params(self) -> dict[str, int]:
         return {
-            "attempted": self.attempted, "migrated": self.migrated, "failed": self.failed,
-            "blocked": self.blocked, "batches": self.batches,
+            "attempted": self.attempted,
+            "migrated": self.migrated,
+            "failed": self.failed,
+            "blocked": self.blocked,
+            "drifted": self.drifted,
+            "batches": self.batches,
         }
 
 
@@ -57,8 +62,18 @@ def start_run(engine: Engine, run_id: str, *, mode: str, wave: str | None) -> No
     def work(conn: Connection) -> None:
         now = utcnow()
         _execute(conn, "abandon_stale_runs", {"stale_before": now - STALE_AFTER})
-        _execute(conn, "insert_run", {"id": run_id, "mode": mode, "wave": wave, "host": socket.gethostname(),
-                                       "pid": os.getpid(), "now": now})
+        _execute(
+            conn,
+            "insert_run",
+            {
+                "id": run_id,
+                "mode": mode,
+                "wave": wave,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "now": now,
+            },
+        )
 
     db.transaction(engine, work)
 
@@ -68,19 +83,25 @@ def heartbeat(conn: Connection, run_id: str, counts: RunCounts) -> None:
     _execute(conn, "heartbeat_run", {"id": run_id, "now": utcnow(), **counts.as_params()})
 
 
-def finish_run(engine: Engine, run_id: str, outcome: str, counts: RunCounts, message: str | None = None) -> None:
+def finish_run(
+    engine: Engine, run_id: str, outcome: str, counts: RunCounts, message: str | None = None
+) -> None:
     db.transaction(
         engine,
         lambda conn: _execute(
-            conn, "finish_run",
+            conn,
+            "finish_run",
             {"id": run_id, "now": utcnow(), "outcome": outcome, "message": message, **counts.as_params()},
         ),
     )
 
 
 def record_failure(conn: Connection, *, owner_id: int, wave: str | None, run_id: str, error: str) -> None:
-    _execute(conn, "record_failed_owner",
-             {"owner_id": owner_id, "wave": wave, "run_id": run_id, "error": error[:2000], "now": utcnow()})
+    _execute(
+        conn,
+        "record_failed_owner",
+        {"owner_id": owner_id, "wave": wave, "run_id": run_id, "error": error[:2000], "now": utcnow()},
+    )
 
 
 def control(conn: Connection) -> Control:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Collection, Iterable, MutableSet, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -92,7 +92,8 @@ def compute_batch(
     owner_ids: Sequence[int],
     *,
     lock: bool,
-    reserved_names: MutableSet[str] | None = None,
+    reserved_names: set[str] | None = None,
+    planned_names: Mapping[int, str] | None = None,
 ) -> BatchPlan:
     """What migrating these owners does now.
 
@@ -102,7 +103,9 @@ def compute_batch(
     """
     owner_ids = sorted(set(owner_ids))
     projects_by_owner: dict[int, list[str]] = defaultdict(list)
-    for project_id, owner_id in _rows(conn, "lock_projects" if lock else "legacy_projects", owner_ids=owner_ids):
+    for project_id, owner_id in _rows(
+        conn, "lock_projects" if lock else "legacy_projects", owner_ids=owner_ids
+    ):
         projects_by_owner[owner_id].append(project_id)
 
     users = {
@@ -112,7 +115,9 @@ def compute_batch(
     organizations: dict[int, list[Any]] = defaultdict(list)
     for row in _rows(conn, "owned_organizations", owner_ids=owner_ids):
         organizations[row.owner_id].append(row)
-    owner_billing = {row.user_id: row.id for row in _rows(conn, "owner_billing_accounts", owner_ids=owner_ids)}
+    owner_billing = {
+        row.user_id: row.id for row in _rows(conn, "owner_billing_accounts", owner_ids=owner_ids)
+    }
     single_orgs = [orgs[0].id for orgs in organizations.values() if len(orgs) == 1]
     billed_orgs = {
         row.organization_id
@@ -158,7 +163,7 @@ def compute_batch(
         if reused.get(row.user_id) is not None and reused[row.user_id].id == row.organization_id:
             owner_permissions[row.user_id].add(row.permission)
 
-    names = _new_names(conn, [o for o in movable if o.id not in reused], reserved_names)
+    names = _new_names(conn, [o for o in movable if o.id not in reused], reserved_names, planned_names or {})
 
     plans = []
     for owner in movable:
@@ -203,13 +208,20 @@ def _label(owner: _Owner) -> str:
 
 
 def _new_names(
-    conn: Connection, owners: Sequence[_Owner], reserved: MutableSet[str] | None
+    conn: Connection, owners: Sequence[_Owner], reserved: set[str] | None, planned: Mapping[int, str]
 ) -> dict[int, str]:
     def taken(candidates: Collection[str]) -> Collection[str]:
         return {row.name for row in _rows(conn, "organization_names_taken", names=sorted(candidates))}
 
-    bases = [(o.id, naming.base_name(o.username, o.id)) for o in owners]
-    return naming.assign_names(bases, taken, reserved if reserved is not None else set())
+    kept = {}
+    if planned:
+        wanted = {o.id: planned[o.id] for o in owners if o.id in planned}
+        unavailable = set(taken(wanted.values()))
+        kept = {owner_id: name for owner_id, name in wanted.items() if name not in unavailable}
+    reserved = reserved if reserved is not None else set()
+    reserved.update(kept.values())
+    bases = [(o.id, naming.base_name(o.username, o.id)) for o in owners if o.id not in kept]
+    return kept | naming.assign_names(bases, taken, reserved)
 
 
 @dataclass(frozen=True)
@@ -224,7 +236,9 @@ class Applied:
     billing_accounts_moved: int
 
 
-def apply_batch(conn: Connection, plan: BatchPlan, *, run_id: str, wave: str | None, now: datetime) -> Applied:
+def apply_batch(
+    conn: Connection, plan: BatchPlan, *, run_id: str, wave: str | None, now: datetime
+) -> Applied:
     """Carries out a plan computed with `lock=True` in the same transaction, with its checkpoints."""
     dialect = conn.dialect.name
 
@@ -235,12 +249,24 @@ def apply_batch(conn: Connection, plan: BatchPlan, *, run_id: str, wave: str | N
     if new:
         execute(
             "insert_organization",
-            [{"name": o.organization_name, "label": o.organization_label, "owner_id": o.owner_id, "now": now}
-             for o in new],
+            [
+                {
+                    "name": o.organization_name,
+                    "label": o.organization_label,
+                    "owner_id": o.owner_id,
+                    "now": now,
+                }
+                for o in new
+            ],
         )
-    org_of: dict[int, int] = {o.owner_id: o.organization_id for o in plan.owners if o.organization_id is not None}
+    org_of: dict[int, int] = {
+        o.owner_id: o.organization_id for o in plan.owners if o.organization_id is not None
+    }
     if new:
-        created = {row.owner_id: row.id for row in execute("organizations_of_owners", {"owner_ids": [o.owner_id for o in new]})}
+        created = {
+            row.owner_id: row.id
+            for row in execute("organizations_of_owners", {"owner_ids": [o.owner_id for o in new]})
+        }
         org_of.update(created)
     if len(org_of) != len(plan.owners):
         raise ConcurrentChange("an organization of a batch owner vanished before the batch committed")
@@ -254,12 +280,23 @@ def apply_batch(conn: Connection, plan: BatchPlan, *, run_id: str, wave: str | N
             members.append({"organization_id": org_id, "user_id": o.owner_id, "now": now})
         for user_id in o.members_to_add:
             members.append({"organization_id": org_id, "user_id": user_id, "now": now})
-            added_members.append({"organization_id": org_id, "user_id": user_id, "owner_id": o.owner_id, "run_id": run_id})
+            added_members.append(
+                {"organization_id": org_id, "user_id": user_id, "owner_id": o.owner_id, "run_id": run_id}
+            )
         if not o.owner_is_member:
-            added_members.append({"organization_id": org_id, "user_id": o.owner_id, "owner_id": o.owner_id, "run_id": run_id})
+            added_members.append(
+                {"organization_id": org_id, "user_id": o.owner_id, "owner_id": o.owner_id, "run_id": run_id}
+            )
         for permission in o.owner_permissions_to_add:
-            permissions.append({"organization_id": org_id, "user_id": o.owner_id, "permission": permission,
-                                "owner_id": o.owner_id, "run_id": run_id})
+            permissions.append(
+                {
+                    "organization_id": org_id,
+                    "user_id": o.owner_id,
+                    "permission": permission,
+                    "owner_id": o.owner_id,
+                    "run_id": run_id,
+                }
+            )
     if members:
         execute("insert_member", members)
         execute("record_added_member", added_members)
@@ -275,30 +312,51 @@ def apply_batch(conn: Connection, plan: BatchPlan, *, run_id: str, wave: str | N
             raise ConcurrentChange(f"{len(project_ids) - moved} projects changed before they could be moved")
         execute(
             "record_moved_project",
-            [{"project_id": p, "owner_id": o.owner_id, "organization_id": org_of[o.owner_id],
-              "run_id": run_id, "access_digest": digest}
-             for o in plan.owners for p, digest in o.access_digests],
+            [
+                {
+                    "project_id": p,
+                    "owner_id": o.owner_id,
+                    "organization_id": org_of[o.owner_id],
+                    "run_id": run_id,
+                    "access_digest": digest,
+                }
+                for o in plan.owners
+                for p, digest in o.access_digests
+            ],
         )
 
     billing_ids = [o.billing_account_id for o in plan.owners if o.billing_account_id is not None]
     if billing_ids:
-        moved = execute("move_billing_accounts", {"organization_ids": org_ids, "billing_account_ids": billing_ids}).rowcount
+        moved = execute(
+            "move_billing_accounts", {"organization_ids": org_ids, "billing_account_ids": billing_ids}
+        ).rowcount
         if moved != len(billing_ids):
             raise ConcurrentChange("a billing account changed before it could be moved")
 
     if plan.owners:
         execute(
             "record_migrated_owner",
-            [{"owner_id": o.owner_id, "wave": wave, "run_id": run_id, "organization_id": org_of[o.owner_id],
-              "organization_name": o.organization_name, "organization_created": not o.existing,
-              "billing_account_id": o.billing_account_id, "now": now}
-             for o in plan.owners],
+            [
+                {
+                    "owner_id": o.owner_id,
+                    "wave": wave,
+                    "run_id": run_id,
+                    "organization_id": org_of[o.owner_id],
+                    "organization_name": o.organization_name,
+                    "organization_created": not o.existing,
+                    "billing_account_id": o.billing_account_id,
+                    "now": now,
+                }
+                for o in plan.owners
+            ],
         )
     if plan.blocked:
         execute(
             "record_blocked_owner",
-            [{"owner_id": b.owner_id, "wave": wave, "run_id": run_id, "reason": b.reason, "now": now}
-             for b in plan.blocked],
+            [
+                {"owner_id": b.owner_id, "wave": wave, "run_id": run_id, "reason": b.reason, "now": now}
+                for b in plan.blocked
+            ],
         )
     return Applied(
         migrated=len(plan.owners),

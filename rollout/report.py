@@ -43,22 +43,49 @@ def render_status(status: Status, fmt: str) -> str:
         "",
         table(
             ["wave", "selected", "migrated", "failed", "blocked", "rolled back", "remaining", "complete"],
-            [[w.wave, w.selected, w.migrated, w.failed, w.blocked, w.rolled_back, w.remaining,
-              "yes" if w.complete else "no"] for w in status.waves],
+            [
+                [
+                    w.wave,
+                    w.selected,
+                    w.migrated,
+                    w.failed,
+                    w.blocked,
+                    w.rolled_back,
+                    w.remaining,
+                    "yes" if w.complete else "no",
+                ]
+                for w in status.waves
+            ],
         ),
         "",
         "Recent runs:",
         table(
             ["run", "mode", "wave", "started", "finished", "outcome", "migrated", "failed", "blocked"],
-            [[r["id"], r["mode"], r["wave"], r["started_at"], r["finished_at"], r["outcome"] or "running",
-              r["migrated"], r["failed"], r["blocked"]] for r in status.runs],
+            [
+                [
+                    r["id"],
+                    r["mode"],
+                    r["wave"],
+                    r["started_at"],
+                    r["finished_at"],
+                    r["outcome"] or "running",
+                    r["migrated"],
+                    r["failed"],
+                    r["blocked"],
+                ]
+                for r in status.runs
+            ],
         ),
     ]
     if status.failed_owners:
-        parts += ["", "Failed owners (retried with --retry-failed or --owner):", table(
-            ["owner", "wave", "attempts", "last error"],
-            [[f["owner_id"], f["wave"], f["attempts"], f["error"]] for f in status.failed_owners],
-        )]
+        parts += [
+            "",
+            "Failed owners (retried with --retry-failed or --owner):",
+            table(
+                ["owner", "wave", "attempts", "last error"],
+                [[f["owner_id"], f["wave"], f["attempts"], f["error"]] for f in status.failed_owners],
+            ),
+        ]
     return "\n".join(parts)
 
 
@@ -69,6 +96,10 @@ def render_verify(report: VerifyReport, fmt: str) -> str:
     head = f"Checked {report.owners_checked} migrated owners ({scope}): "
     if report.ok:
         return head + "every invariant holds."
-    return head + f"{len(report.violations)} violations.\n\n" + table(
-        ["owner", "invariant", "detail"], [[v.owner_id, v.invariant, v.detail] for v in report.violations]
+    return (
+        head
+        + f"{len(report.violations)} violations.\n\n"
+        + table(
+            ["owner", "invariant", "detail"], [[v.owner_id, v.invariant, v.detail] for v in report.violations]
+        )
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
@@ -15,10 +15,12 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from rollout import db, ledger
+from rollout.approved import ApprovedPlan, Drift
 from rollout.clock import utcnow
 from rollout.errors import DatabaseUnavailable, Halted
 from rollout.migration import Applied, apply_batch, compute_batch
 from rollout.plan import Settings
+from rollout.selection import chunks
 
 log = structlog.get_logger("rollout.runner")
 
@@ -47,8 +49,11 @@ class StopSignals:
         if self.requested:
             raise Aborted(signal.Signals(signum).name)
         self.requested = True
-        log.warning("run.stopping", signal=signal.Signals(signum).name,
-                    detail="finishing the current batch; send again to abort it")
+        log.warning(
+            "run.stopping",
+            signal=signal.Signals(signum).name,
+            detail="finishing the current batch; send again to abort it",
+        )
 
 
 @dataclass
@@ -66,26 +71,34 @@ class RunSummary:
     counts: ledger.RunCounts
     stopped_by: str | None = None  # why the run ended before its selection did
     failures: tuple[tuple[int, str], ...] = field(default=())
+    drifted: tuple[Drift, ...] = field(default=())
 
     @property
     def exit_code(self) -> int:
         if self.outcome == "halted":
             return Halted.exit_code
-        return 1 if self.counts.failed else 0
-
-
-def chunks(ids: Iterable[int], size: int) -> Iterator[list[int]]:
-    iterator = iter(ids)
-    while batch := list(islice(iterator, size)):
-        yield batch
+        return 1 if self.counts.failed or self.counts.drifted else 0
 
 
 class Runner:
     """Migrates a stream of owner ids in batches, one transaction per batch."""
 
-    def __init__(self, engine: Engine, settings: Settings, *, run_id: str, mode: str, wave: str | None,
-                 limits: Limits | None = None, progress: Any = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        run_id: str,
+        mode: str,
+        wave: str | None,
+        limits: Limits | None = None,
+        progress: Any = None,
+        approved: ApprovedPlan | None = None,
+    ) -> None:
         self.run_id = run_id
+        self.approved = approved
+        self.planned_names = approved.planned_names() if approved is not None else None
+        self.drifted: list[Drift] = []
         self.engine = engine
         self.settings = settings
         self.mode = mode
@@ -126,9 +139,16 @@ class Runner:
         elif self.counts.failed:
             outcome = "failed"
         self._finish(outcome, stopped_by)
-        summary = RunSummary(self.run_id, outcome, self.counts, stopped_by, tuple(self.failures))
-        log.info("run.finished", outcome=outcome, stopped_by=stopped_by,
-                 duration_s=round(time.monotonic() - started, 3), **self.counts.as_params())
+        summary = RunSummary(
+            self.run_id, outcome, self.counts, stopped_by, tuple(self.failures), tuple(self.drifted)
+        )
+        log.info(
+            "run.finished",
+            outcome=outcome,
+            stopped_by=stopped_by,
+            duration_s=round(time.monotonic() - started, 3),
+            **self.counts.as_params(),
+        )
         return summary
 
     def _limited(self, owner_ids: Iterable[int]) -> Iterable[int]:
@@ -139,7 +159,9 @@ class Runner:
     def _refuse_if_paused(self) -> None:
         control = db.transaction(self.engine, ledger.control)
         if control.paused:
-            raise Halted(f"the rollout is paused ({control.reason or 'no reason given'}); `rollout resume` first")
+            raise Halted(
+                f"the rollout is paused ({control.reason or 'no reason given'}); `rollout resume` first"
+            )
 
     def _why_stop(self, stop: StopSignals, started: float) -> str | None:
         if stop.requested:
@@ -147,10 +169,18 @@ class Runner:
         s = self.settings
         failed, attempted = self.counts.failed, self.counts.attempted
         if failed > s.max_failures or (attempted >= s.min_attempts and failed > s.error_budget * attempted):
-            log.error("run.error_budget_exceeded", failed=failed, attempted=attempted,
-                      error_budget=s.error_budget, max_failures=s.max_failures)
+            log.error(
+                "run.error_budget_exceeded",
+                failed=failed,
+                attempted=attempted,
+                error_budget=s.error_budget,
+                max_failures=s.max_failures,
+            )
             return "error budget exceeded"
-        if self.limits.time_budget is not None and time.monotonic() - started >= self.limits.time_budget.total_seconds():
+        if (
+            self.limits.time_budget is not None
+            and time.monotonic() - started >= self.limits.time_budget.total_seconds()
+        ):
             return "time budget reached"
         if db.transaction(self.engine, ledger.control).paused:
             return "paused"
@@ -160,7 +190,9 @@ class Runner:
         """Migrates a batch; a failing owner is isolated by splitting the batch until it is alone."""
         started = time.monotonic()
         try:
-            applied, counts = db.transaction(self.engine, lambda conn: self._migrate(conn, owner_ids))
+            applied, counts, drifted = db.transaction(
+                self.engine, lambda conn: self._migrate(conn, owner_ids)
+            )
         except (DatabaseUnavailable, Aborted):
             raise
         except Exception as exc:
@@ -173,16 +205,30 @@ class Runner:
             self._process(owner_ids[middle:])
             return
         self.counts = counts
+        for drift in drifted:
+            log.warning("owner.drifted", owner_id=drift.owner_id, detail=drift.why)
+        self.drifted.extend(drifted)
         elapsed = time.monotonic() - started
         log.info(
-            "batch.committed", owners=len(owner_ids), migrated=applied.migrated, blocked=applied.blocked,
-            organizations_created=applied.organizations_created, projects_moved=applied.projects_moved,
-            members_added=applied.members_added, billing_accounts_moved=applied.billing_accounts_moved,
-            duration_s=round(elapsed, 3), rate_owners_per_s=round(len(owner_ids) / elapsed, 1) if elapsed else None,
+            "batch.committed",
+            owners=len(owner_ids),
+            migrated=applied.migrated,
+            blocked=applied.blocked,
+            organizations_created=applied.organizations_created,
+            projects_moved=applied.projects_moved,
+            members_added=applied.members_added,
+            billing_accounts_moved=applied.billing_accounts_moved,
+            duration_s=round(elapsed, 3),
+            rate_owners_per_s=round(len(owner_ids) / elapsed, 1) if elapsed else None,
         )
 
-    def _migrate(self, conn: Connection, owner_ids: Sequence[int]) -> tuple[Applied, ledger.RunCounts]:
-        plan = compute_batch(conn, owner_ids, lock=True)
+    def _migrate(
+        self, conn: Connection, owner_ids: Sequence[int]
+    ) -> tuple[Applied, ledger.RunCounts, list[Drift]]:
+        plan = compute_batch(conn, owner_ids, lock=True, planned_names=self.planned_names)
+        drifted: list[Drift] = []
+        if self.approved is not None:
+            plan, drifted = self.approved.check(plan, owner_ids)
         applied = apply_batch(conn, plan, run_id=self.run_id, wave=self.wave, now=utcnow())
         # Counted only once the work is in the transaction; a retry recomputes from the same base.
         counts = ledger.RunCounts(**self.counts.as_params())
@@ -190,8 +236,9 @@ class Runner:
         counts.attempted += applied.migrated + applied.blocked
         counts.migrated += applied.migrated
         counts.blocked += applied.blocked
+        counts.drifted += len(drifted)
         ledger.heartbeat(conn, self.run_id, counts)
-        return applied, counts
+        return applied, counts, drifted
 
     def _fail(self, owner_id: int, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {db.describe(exc)}"

@@ -7,8 +7,9 @@ lock while it streams, and memory stays flat.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from sqlalchemy import Connection, Engine
 
@@ -37,6 +38,7 @@ def candidates(engine: Engine, wave: Wave | None = None, page_size: int = PAGE_S
     regions = list(wave.regions or []) if wave is not None else []
     after = -1
     while True:
+
         def page(conn: Connection, after: int = after) -> list[Candidate]:
             name = "listed_owner_page" if listed_only else "legacy_owner_page"
             params: dict[str, object] = {"after_id": after, "page_size": page_size, "regions": regions}
@@ -70,6 +72,13 @@ def to_attempt(candidate: Candidate, *, retry_failed: bool) -> bool:
     if candidate.state in SKIPPED_BY_WAVES:
         return False
     return retry_failed or candidate.state != "failed"
+
+
+def chunks(ids: Iterable[int], size: int) -> Iterator[list[int]]:
+    """Batches of `size` ids from a stream, the last one shorter."""
+    iterator = iter(ids)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def wave_owners(engine: Engine, wave: Wave, salt: str, *, retry_failed: bool) -> Iterator[int]:

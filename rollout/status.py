@@ -73,12 +73,17 @@ def wave_counts(engine: Engine, plan: Plan) -> list[WaveStatus]:
     result = []
     for wave in plan.waves:
         t = tallies[wave.name]
-        result.append(WaveStatus(
-            wave=wave.name,
-            selected=done[wave.name] + t["failed"] + t["blocked"] + t["remaining"],
-            migrated=done[wave.name], failed=t["failed"], blocked=t["blocked"],
-            rolled_back=t["rolled_back"], remaining=t["remaining"],
-        ))
+        result.append(
+            WaveStatus(
+                wave=wave.name,
+                selected=done[wave.name] + t["failed"] + t["blocked"] + t["remaining"],
+                migrated=done[wave.name],
+                failed=t["failed"],
+                blocked=t["blocked"],
+                rolled_back=t["rolled_back"],
+                remaining=t["remaining"],
+            )
+        )
     return result
 
 
@@ -87,9 +92,18 @@ def status(engine: Engine, plan: Plan, runs: int = 10) -> Status:
         failed = []
         for row in conn.execute(query("owners_by_state", conn.dialect.name), {"state": "failed"}):
             updated = as_datetime(row.updated_at)
-            failed.append({"owner_id": row.owner_id, "wave": row.wave, "attempts": row.attempts,
-                           "error": row.error, "updated_at": updated.isoformat() if updated else None})
+            failed.append(
+                {
+                    "owner_id": row.owner_id,
+                    "wave": row.wave,
+                    "attempts": row.attempts,
+                    "error": row.error,
+                    "updated_at": updated.isoformat() if updated else None,
+                }
+            )
         return ledger.control(conn), ledger.recent_runs(conn, runs), failed
 
     control, recent, failed = db.transaction(engine, read)
-    return Status(tuple(wave_counts(engine, plan)), control.paused, control.reason, tuple(recent), tuple(failed))
+    return Status(
+        tuple(wave_counts(engine, plan)), control.paused, control.reason, tuple(recent), tuple(failed)
+    )

@@ -33,8 +33,12 @@ class VerifyReport:
         return not self.violations
 
     def as_dict(self) -> dict[str, Any]:
-        return {"wave": self.wave, "owners_checked": self.owners_checked, "ok": self.ok,
-                "violations": [asdict(v) for v in self.violations]}
+        return {
+            "wave": self.wave,
+            "owners_checked": self.owners_checked,
+            "ok": self.ok,
+            "violations": [asdict(v) for v in self.violations],
+        }
 
 
 def _rows(conn: Connection, name: str, **params: Any) -> Any:
@@ -44,17 +48,28 @@ def _rows(conn: Connection, name: str, **params: Any) -> Any:
 def _structural(conn: Connection, wave: str | None) -> list[Violation]:
     found: list[Violation] = []
     for r in _rows(conn, "verify_one_organization", wave=wave):
-        found.append(Violation(r.owner_id, 1, f"owns {r.organizations} organizations"
-                               + ("" if r.recorded else ", not the one the job recorded")))
+        found.append(
+            Violation(
+                r.owner_id,
+                1,
+                f"owns {r.organizations} organizations"
+                + ("" if r.recorded else ", not the one the job recorded"),
+            )
+        )
     for r in _rows(conn, "verify_owner_permissions", wave=wave):
-        detail = "is not a member of the organization" if not r.memberships else \
-            f"holds {r.permissions} of the 4 owner permissions"
+        detail = (
+            "is not a member of the organization"
+            if not r.memberships
+            else f"holds {r.permissions} of the 4 owner permissions"
+        )
         found.append(Violation(r.owner_id, 1, detail))
     for r in _rows(conn, "verify_projects_moved", wave=wave):
         where = "no organization" if r.organization_id is None else f"organization {r.organization_id}"
         found.append(Violation(r.owner_id, 2, f"project {r.project_id} is in {where}"))
     for r in _rows(conn, "verify_members", wave=wave):
-        found.append(Violation(r.owner_id, 3, f"user {r.user_id} has access to {r.project_id} but is not a member"))
+        found.append(
+            Violation(r.owner_id, 3, f"user {r.user_id} has access to {r.project_id} but is not a member")
+        )
     for r in _rows(conn, "verify_no_other_permissions", wave=wave):
         found.append(Violation(r.owner_id, 4, f"member {r.user_id} holds permission {r.permission}"))
     for r in _rows(conn, "verify_billing", wave=wave):
@@ -94,7 +109,11 @@ def verify(engine: Engine, wave: str | None = None) -> VerifyReport:
     checked, violations = db.transaction(engine, structural)
     after: str | None = ""
     while after is not None:
-        found, after = db.transaction(engine, lambda conn, a=after: _access_page(conn, wave, a))
+
+        def page(conn: Connection, after: str = after) -> tuple[list[Violation], str | None]:
+            return _access_page(conn, wave, after)
+
+        found, after = db.transaction(engine, page)
         violations.extend(found)
     violations.sort(key=lambda v: (v.owner_id, v.invariant, v.detail))
     return VerifyReport(wave, checked, tuple(violations))

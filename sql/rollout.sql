@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS rollout_runs (
     migrated     INTEGER NOT NULL DEFAULT 0,
     failed       INTEGER NOT NULL DEFAULT 0,
     blocked      INTEGER NOT NULL DEFAULT 0,
+    drifted      INTEGER NOT NULL DEFAULT 0,
     batches      INTEGER NOT NULL DEFAULT 0,
     message      TEXT NULL
 );

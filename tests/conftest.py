@@ -46,8 +46,10 @@ def pg_server() -> Iterator[str]:
     """A PostgreSQL server URL on which tests may create and drop databases."""
     url = os.environ.get("TEST_DATABASE_URL") or _admin_url_from_container()
     if not url:
-        reason = ("NO POSTGRESQL: set TEST_DATABASE_URL=postgresql+psycopg://user@host:port/db or run Docker; "
-                  "the PostgreSQL half of the suite is SKIPPED")
+        reason = (
+            "NO POSTGRESQL: set TEST_DATABASE_URL=postgresql+psycopg://user@host:port/db or run Docker; "
+            "the PostgreSQL half of the suite is SKIPPED"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(reason + " (CI=true: failing instead)")
         pytest.skip(reason)

@@ -44,28 +44,59 @@ class Platform:
         params = ", ".join(f":{k}" for k in values)
         self.conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({params})"), values)
 
-    def user(self, id: int, username: str | None = None, *, display_name: str | None = "",
-             deleted: bool = False) -> int:
-        self._insert("users", id=id, username=username or f"user{id}", email=f"u{id}@example.com",
-                     display_name=(display_name if display_name != "" else f"User {id}"),
-                     created_at=T0, deleted_at=T0 if deleted else None)
+    def user(
+        self, id: int, username: str | None = None, *, display_name: str | None = "", deleted: bool = False
+    ) -> int:
+        self._insert(
+            "users",
+            id=id,
+            username=username or f"user{id}",
+            email=f"u{id}@example.com",
+            display_name=(display_name if display_name != "" else f"User {id}"),
+            created_at=T0,
+            deleted_at=T0 if deleted else None,
+        )
         return id
 
-    def organization(self, name: str, owner_id: int, *, members: dict[int, tuple[str, ...]] | None = None) -> int:
+    def organization(
+        self, name: str, owner_id: int, *, members: dict[int, tuple[str, ...]] | None = None
+    ) -> int:
         self._insert("organizations", name=name, label=name.title(), owner_id=owner_id, created_at=T0)
-        org_id = int(self.conn.execute(text("SELECT id FROM organizations WHERE name = :n"), {"n": name}).scalar_one())
+        org_id = int(
+            self.conn.execute(text("SELECT id FROM organizations WHERE name = :n"), {"n": name}).scalar_one()
+        )
         for user_id, permissions in (members or {}).items():
             self._insert("organization_members", organization_id=org_id, user_id=user_id, created_at=T0)
             for permission in permissions:
-                self._insert("organization_member_permissions", organization_id=org_id, user_id=user_id,
-                             permission=permission)
+                self._insert(
+                    "organization_member_permissions",
+                    organization_id=org_id,
+                    user_id=user_id,
+                    permission=permission,
+                )
         return org_id
 
-    def project(self, id: str, owner_id: int, *, status: str = "active", region: str = "eu-1",
-                organization_id: int | None = None, access: dict[int, str] | None = None,
-                environments: dict[str, dict[int, str]] | None = None) -> str:
-        self._insert("projects", id=id, title=f"Project {id}", region=region, owner_id=owner_id,
-                     organization_id=organization_id, status=status, created_at=T0)
+    def project(
+        self,
+        id: str,
+        owner_id: int,
+        *,
+        status: str = "active",
+        region: str = "eu-1",
+        organization_id: int | None = None,
+        access: dict[int, str] | None = None,
+        environments: dict[str, dict[int, str]] | None = None,
+    ) -> str:
+        self._insert(
+            "projects",
+            id=id,
+            title=f"Project {id}",
+            region=region,
+            owner_id=owner_id,
+            organization_id=organization_id,
+            status=status,
+            created_at=T0,
+        )
         for user_id, role in (access or {}).items():
             self._insert("project_access", project_id=id, user_id=user_id, role=role)
         for name, grants in (environments or {}).items():
@@ -76,17 +107,39 @@ class Platform:
                 self._insert("environment_access", environment_id=self._env_id, user_id=user_id, role=role)
         return id
 
-    def billing(self, *, user_id: int | None = None, organization_id: int | None = None,
-                projects: tuple[str, ...] = (), invoices: int = 2, vouchers: int = 1) -> int:
+    def billing(
+        self,
+        *,
+        user_id: int | None = None,
+        organization_id: int | None = None,
+        projects: tuple[str, ...] = (),
+        invoices: int = 2,
+        vouchers: int = 1,
+    ) -> int:
         self._billing_id += 1
         bid = self._billing_id
-        self._insert("billing_accounts", id=bid, user_id=user_id, organization_id=organization_id,
-                     payment_method="card:visa:4242", billing_address="1 Main St")
+        self._insert(
+            "billing_accounts",
+            id=bid,
+            user_id=user_id,
+            organization_id=organization_id,
+            payment_method="card:visa:4242",
+            billing_address="1 Main St",
+        )
         for project_id in projects:
-            self._insert("subscriptions", project_id=project_id, billing_account_id=bid, plan="pro",
-                         storage_gb=10, development_environments=2, user_licenses=5)
+            self._insert(
+                "subscriptions",
+                project_id=project_id,
+                billing_account_id=bid,
+                plan="pro",
+                storage_gb=10,
+                development_environments=2,
+                user_licenses=5,
+            )
         for i in range(invoices):
-            self._insert("invoices", id=bid * 100 + i, billing_account_id=bid, issued_at=T0, amount_cents=1000 + i)
+            self._insert(
+                "invoices", id=bid * 100 + i, billing_account_id=bid, issued_at=T0, amount_cents=1000 + i
+            )
         for i in range(vouchers):
             self._insert("vouchers", code=f"V-{bid}-{i}", billing_account_id=bid, amount_cents=500)
         return bid
@@ -123,15 +176,15 @@ def logical_snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     queries = {
         "organizations": "SELECT name, label, owner_id FROM organizations ORDER BY name",
         "members": "SELECT o.name, m.user_id FROM organization_members m JOIN organizations o ON o.id = m.organization_id"
-                   " ORDER BY 1, 2",
+        " ORDER BY 1, 2",
         "permissions": "SELECT o.name, p.user_id, p.permission FROM organization_member_permissions p"
-                       " JOIN organizations o ON o.id = p.organization_id ORDER BY 1, 2, 3",
+        " JOIN organizations o ON o.id = p.organization_id ORDER BY 1, 2, 3",
         "projects": "SELECT p.id, p.owner_id, o.name, p.status FROM projects p"
-                    " LEFT JOIN organizations o ON o.id = p.organization_id ORDER BY 1",
+        " LEFT JOIN organizations o ON o.id = p.organization_id ORDER BY 1",
         "billing": "SELECT b.id, b.user_id, o.name FROM billing_accounts b"
-                   " LEFT JOIN organizations o ON o.id = b.organization_id ORDER BY 1",
+        " LEFT JOIN organizations o ON o.id = b.organization_id ORDER BY 1",
         "owner_states": "SELECT owner_id, state, organization_name, organization_created, billing_account_id, reason"
-                        " FROM rollout_owners ORDER BY 1",
+        " FROM rollout_owners ORDER BY 1",
     }
     with engine.connect() as conn:
         return {k: [tuple(_normal(v) for v in r) for r in conn.execute(text(q))] for k, q in queries.items()}
@@ -145,15 +198,28 @@ def scalar(engine: Engine, sql: str, **params: Any) -> Any:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def rollout(*args: str, db_url: str, plan: Path | None = None, env: dict[str, str] | None = None,
-            check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def rollout(
+    *args: str,
+    db_url: str,
+    plan: Path | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
     """The real `rollout` command in a subprocess, with JSON logs on stderr."""
     command = [sys.executable, "-m", "rollout", "--database-url", db_url]
     if plan is not None:
         command += ["--plan", str(plan)]
     command += ["--log-format", "json", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                            env={**os.environ, **(env or {})}, check=False)
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"rollout {' '.join(args)} exited {result.returncode}: {result.stderr[-2000:]}")
     return result

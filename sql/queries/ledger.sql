@@ -68,13 +68,14 @@ VALUES (:id, :mode, :wave, :host, :pid, :now, :now);
 -- name: heartbeat_run
 UPDATE rollout_runs
 SET heartbeat_at = :now, attempted = :attempted, migrated = :migrated, failed = :failed,
-    blocked = :blocked, batches = :batches
+    blocked = :blocked, drifted = :drifted, batches = :batches
 WHERE id = :id;
 
 -- name: finish_run
 UPDATE rollout_runs
 SET heartbeat_at = :now, finished_at = :now, outcome = :outcome, attempted = :attempted,
-    migrated = :migrated, failed = :failed, blocked = :blocked, batches = :batches, message = :message
+    migrated = :migrated, failed = :failed, blocked = :blocked, drifted = :drifted, batches = :batches,
+    message = :message
 WHERE id = :id;
 
 -- name: abandon_stale_runs
@@ -86,7 +87,7 @@ WHERE finished_at IS NULL AND heartbeat_at < :stale_before;
 
 -- name: recent_runs
 SELECT id, mode, wave, host, pid, started_at, heartbeat_at, finished_at, outcome,
-       attempted, migrated, failed, blocked, batches, message
+       attempted, migrated, failed, blocked, drifted, batches, message
 FROM rollout_runs
 ORDER BY started_at DESC
 LIMIT :limit;

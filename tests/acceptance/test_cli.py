@@ -64,7 +64,11 @@ def test_a_wave_end_to_end_with_status_and_verify(platform: Engine, db_url: str,
     status = json.loads(rollout("status", "--format", "json", db_url=db_url, plan=plan, check=True).stdout)
     waves = {w["wave"]: w for w in status["waves"]}
     assert waves["canary"]["migrated"] == 1
-    assert (waves["everyone"]["migrated"], waves["everyone"]["blocked"], waves["everyone"]["remaining"]) == (3, 1, 0)
+    assert (waves["everyone"]["migrated"], waves["everyone"]["blocked"], waves["everyone"]["remaining"]) == (
+        3,
+        1,
+        0,
+    )
     assert waves["everyone"]["complete"] is True
     assert [r["outcome"] for r in status["runs"]] == ["succeeded", "succeeded"]
 
@@ -73,18 +77,31 @@ def test_a_wave_end_to_end_with_status_and_verify(platform: Engine, db_url: str,
 
 
 def test_a_failed_owner_exits_1_and_a_broken_invariant_makes_verify_exit_1(
-        platform: Engine, db_url: str, plan: Path) -> None:
+    platform: Engine, db_url: str, plan: Path
+) -> None:
     """Exit 1 when an owner failed (the others migrate); verify exits 1 naming the owner whose
     invariant was broken on purpose."""
     with platform.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text("CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
-                              "$$ BEGIN RAISE EXCEPTION 'injected'; END $$"))
-            conn.execute(text("CREATE TRIGGER boom BEFORE UPDATE ON projects FOR EACH ROW "
-                              "WHEN (NEW.id = 'p3') EXECUTE FUNCTION boom()"))
+            conn.execute(
+                text(
+                    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'injected'; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER boom BEFORE UPDATE ON projects FOR EACH ROW "
+                    "WHEN (NEW.id = 'p3') EXECUTE FUNCTION boom()"
+                )
+            )
         else:
-            conn.execute(text("CREATE TRIGGER boom BEFORE UPDATE ON projects WHEN NEW.id = 'p3' "
-                              "BEGIN SELECT RAISE(ABORT, 'injected'); END"))
+            conn.execute(
+                text(
+                    "CREATE TRIGGER boom BEFORE UPDATE ON projects WHEN NEW.id = 'p3' "
+                    "BEGIN SELECT RAISE(ABORT, 'injected'); END"
+                )
+            )
     result = rollout("run", "--wave", "everyone", db_url=db_url, plan=plan)
     assert result.returncode == 1, result.stderr
     assert "owner 3 failed" in result.stderr and "Traceback" not in result.stderr
@@ -92,26 +109,33 @@ def test_a_failed_owner_exits_1_and_a_broken_invariant_makes_verify_exit_1(
 
     assert rollout("verify", db_url=db_url, plan=plan).returncode == 0
     with platform.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO organization_member_permissions (organization_id, user_id, permission) "
-            "SELECT organization_id, 100, 'billing' FROM projects WHERE id = 'p2'"))
+        conn.execute(
+            text(
+                "INSERT INTO organization_member_permissions (organization_id, user_id, permission) "
+                "SELECT organization_id, 100, 'billing' FROM projects WHERE id = 'p2'"
+            )
+        )
     result = rollout("verify", "--format", "json", db_url=db_url, plan=plan)
     assert result.returncode == 1
     violations = json.loads(result.stdout)["violations"]
     assert [(v["owner_id"], v["invariant"]) for v in violations] == [(2, 4)]
 
 
-@pytest.mark.parametrize("args, message", [
-    (("run", "--wave", "nope"), "unknown wave 'nope'"),
-    (("run",), "exactly one of --wave"),
-    (("run", "--wave", "everyone", "--owner", "1"), "exactly one of --wave"),
-    (("run", "--owner", "999"), "unknown owner 999"),
-    (("run", "--wave", "everyone", "--batch-size", "0"), "--batch-size"),
-    (("run", "--wave", "everyone", "--time-budget", "soon"), "--time-budget"),
-    (("frobnicate",), "No such command"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("run", "--wave", "nope"), "unknown wave 'nope'"),
+        (("run",), "exactly one of --wave"),
+        (("run", "--wave", "everyone", "--owner", "1"), "exactly one of --wave"),
+        (("run", "--owner", "999"), "unknown owner 999"),
+        (("run", "--wave", "everyone", "--batch-size", "0"), "--batch-size"),
+        (("run", "--wave", "everyone", "--time-budget", "soon"), "--time-budget"),
+        (("frobnicate",), "No such command"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line_and_write_nothing(
-        platform: Engine, db_url: str, plan: Path, args: tuple[str, ...], message: str) -> None:
+    platform: Engine, db_url: str, plan: Path, args: tuple[str, ...], message: str
+) -> None:
     """Exit 2, one line on stderr naming the problem, no traceback, no row written anywhere."""
     before = snapshot(platform, ("projects", "organizations", "rollout_runs", "rollout_owners"))
     result = rollout(*args, db_url=db_url, plan=plan)
@@ -121,7 +145,9 @@ def test_usage_errors_exit_2_with_one_line_and_write_nothing(
     assert snapshot(platform, tuple(before)) == before
 
 
-def test_an_invalid_plan_file_exits_2_naming_file_wave_and_key(platform: Engine, db_url: str, tmp_path: Path) -> None:
+def test_an_invalid_plan_file_exits_2_naming_file_wave_and_key(
+    platform: Engine, db_url: str, tmp_path: Path
+) -> None:
     """SPEC 4: an unknown key is one line naming the file, the wave and the key; exit 2; nothing written."""
     bad = tmp_path / "bad.toml"
     bad.write_text('[[waves]]\nname = "canary"\nowners = [1]\npercnt = 5\n')
@@ -149,8 +175,12 @@ def test_database_errors_exit_2_without_creating_anything(tmp_path: Path, plan: 
 
 def test_an_unreachable_database_exits_75(plan: Path) -> None:
     """A PostgreSQL server that refuses connections, after the retries: exit 75, one line."""
-    result = rollout("status", db_url="postgresql+psycopg://nobody@127.0.0.1:1/x", plan=plan,
-                     env={"ROLLOUT_DB_ATTEMPTS": "2"})
+    result = rollout(
+        "status",
+        db_url="postgresql+psycopg://nobody@127.0.0.1:1/x",
+        plan=plan,
+        env={"ROLLOUT_DB_ATTEMPTS": "2"},
+    )
     assert result.returncode == 75, result.stderr
     assert "unreachable" in result.stderr.splitlines()[-1]
 

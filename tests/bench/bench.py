@@ -16,15 +16,16 @@ import time
 import uuid
 from pathlib import Path
 
+from rollout.seed import seed
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from rollout import db
-from rollout.seed import seed
 from rollout.sql import sql_dir
 
 SERVER = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 OWNERS = int(os.environ.get("BENCH_OWNERS", "100000"))
 BATCH = os.environ.get("BENCH_BATCH_SIZE", "500")
 
@@ -52,35 +53,61 @@ def main() -> int:
                 conn.execute(text(f'CREATE DATABASE "{names[k]}" TEMPLATE "{names["seed"]}"'))
 
         baseline = create_engine(url["baseline"])
-        statements = [s for s in (sql_dir() / "bench_baseline.sql").read_text().split(";")
-                      if s.strip() and not all(line.startswith("--") or not line.strip() for line in s.splitlines())]
+        statements = [
+            s
+            for s in (sql_dir() / "bench_baseline.sql").read_text().split(";")
+            if s.strip() and not all(line.startswith("--") or not line.strip() for line in s.splitlines())
+        ]
         started = time.perf_counter()
         with baseline.begin() as conn:
             for statement in statements:
                 conn.exec_driver_sql(statement)
         baseline_s = time.perf_counter() - started
         with baseline.connect() as conn:
-            moved_baseline = conn.execute(text("SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL")).scalar()
+            moved_baseline = conn.execute(
+                text("SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL")
+            ).scalar()
         baseline.dispose()
         print(f"baseline (set-based SQL, one transaction): {baseline_s:.1f} s")
 
         with tempfile.TemporaryDirectory() as tmp:
             plan = Path(tmp) / "bench.toml"
-            plan.write_text(f'[rollout]\nbatch_size = {BATCH}\n\n[[waves]]\nname = "everyone"\npercent = 100\n')
+            plan.write_text(
+                f'[rollout]\nbatch_size = {BATCH}\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
+            )
             started = time.perf_counter()
             result = subprocess.run(
-                [sys.executable, "-m", "rollout", "--database-url", url["rollout"], "--plan", str(plan), "-q",
-                 "run", "--wave", "everyone"], capture_output=True, text=True, check=False)
+                [
+                    sys.executable,
+                    "-m",
+                    "rollout",
+                    "--database-url",
+                    url["rollout"],
+                    "--plan",
+                    str(plan),
+                    "-q",
+                    "run",
+                    "--wave",
+                    "everyone",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             rollout_s = time.perf_counter() - started
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"rollout run --wave everyone (batch {BATCH}): {rollout_s:.1f} s, peak RSS {peak_mb:.0f} MB,"
-              f" exit {result.returncode}")
+        print(
+            f"rollout run --wave everyone (batch {BATCH}): {rollout_s:.1f} s, peak RSS {peak_mb:.0f} MB,"
+            f" exit {result.returncode}"
+        )
         print(f"  {result.stdout.strip()}")
         if result.returncode not in (0, 1):
             print(result.stderr[-3000:])
         rollout_engine = create_engine(url["rollout"])
         with rollout_engine.connect() as conn:
-            moved_rollout = conn.execute(text("SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL")).scalar()
+            moved_rollout = conn.execute(
+                text("SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL")
+            ).scalar()
         rollout_engine.dispose()
         print(f"projects in organizations: baseline {moved_baseline}, rollout {moved_rollout}")
         print(f"ratio rollout / baseline: {rollout_s / baseline_s:.2f} (SPEC 10 asks for at most 2.00)")

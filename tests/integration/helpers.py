@@ -12,8 +12,14 @@ from rollout.selection import wave_owners
 EVERYONE = Wave(name="everyone", percent=100)
 
 
-def run_wave(engine: Engine, wave: Wave = EVERYONE, *, batch_size: int = 500, retry_failed: bool = False,
-             settings: Settings | None = None) -> RunSummary:
+def run_wave(
+    engine: Engine,
+    wave: Wave = EVERYONE,
+    *,
+    batch_size: int = 500,
+    retry_failed: bool = False,
+    settings: Settings | None = None,
+) -> RunSummary:
     settings = settings or Settings(batch_size=batch_size)
     runner = Runner(engine, settings, run_id=new_run_id(), mode="wave", wave=wave.name)
     return runner.run(wave_owners(engine, wave, settings.salt, retry_failed=retry_failed))

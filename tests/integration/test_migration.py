@@ -14,21 +14,33 @@ ALL_PERMISSIONS = {"plans", "billing", "projects:create", "members"}
 
 def org_of(engine: Engine, owner_id: int) -> tuple[int, str, str]:
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT id, name, label FROM organizations WHERE owner_id = :o"), {"o": owner_id}).one()
+        row = conn.execute(
+            text("SELECT id, name, label FROM organizations WHERE owner_id = :o"), {"o": owner_id}
+        ).one()
     return int(row.id), row.name, row.label
 
 
 def members(engine: Engine, org_id: int) -> set[int]:
     with engine.connect() as conn:
-        return {r[0] for r in conn.execute(
-            text("SELECT user_id FROM organization_members WHERE organization_id = :o"), {"o": org_id})}
+        return {
+            r[0]
+            for r in conn.execute(
+                text("SELECT user_id FROM organization_members WHERE organization_id = :o"), {"o": org_id}
+            )
+        }
 
 
 def permissions(engine: Engine, org_id: int) -> set[tuple[int, str]]:
     with engine.connect() as conn:
-        return {(r[0], r[1]) for r in conn.execute(
-            text("SELECT user_id, permission FROM organization_member_permissions WHERE organization_id = :o"),
-            {"o": org_id})}
+        return {
+            (r[0], r[1])
+            for r in conn.execute(
+                text(
+                    "SELECT user_id, permission FROM organization_member_permissions WHERE organization_id = :o"
+                ),
+                {"o": org_id},
+            )
+        }
 
 
 @pytest.fixture
@@ -41,8 +53,12 @@ def alice(engine: Engine) -> Engine:
         for uid in (2, 3, 4, 6):
             p.user(uid)
         p.user(5, deleted=True)
-        p.project("p1", 1, access={2: "admin", 3: "viewer", 1: "admin"},
-                  environments={"production": {4: "contributor", 5: "viewer"}, "staging": {2: "admin"}})
+        p.project(
+            "p1",
+            1,
+            access={2: "admin", 3: "viewer", 1: "admin"},
+            environments={"production": {4: "contributor", 5: "viewer"}, "staging": {2: "admin"}},
+        )
         p.project("p2", 1, status="suspended", environments={"dev-1": {6: "viewer"}})
         p.project("p3", 1, status="deleted", access={3: "admin"})
         p.billing(user_id=1, projects=("p1", "p2"), invoices=3, vouchers=2)
@@ -65,7 +81,10 @@ def test_projects_move_and_keep_their_owner(alice: Engine) -> None:
     run_wave(alice)
     org_id, _, _ = org_of(alice, 1)
     assert rows(alice, "projects", "id") and [(r[0], r[3], r[4]) for r in rows(alice, "projects")] == [
-        ("p1", 1, org_id), ("p2", 1, org_id), ("p3", 1, None)]
+        ("p1", 1, org_id),
+        ("p2", 1, org_id),
+        ("p3", 1, None),
+    ]
 
 
 def test_collaborators_become_members_but_deleted_users_do_not(alice: Engine) -> None:
@@ -80,7 +99,9 @@ def test_collaborators_become_members_but_deleted_users_do_not(alice: Engine) ->
 def test_access_rows_are_untouched_and_billing_moves_with_its_children(alice: Engine) -> None:
     """SPEC 3.5-3.6: project_access and environment_access identical, byte for byte; the billing account
     moves to the organization; subscriptions, invoices and vouchers are not modified."""
-    before = snapshot(alice, ("project_access", "environment_access", "subscriptions", "invoices", "vouchers"))
+    before = snapshot(
+        alice, ("project_access", "environment_access", "subscriptions", "invoices", "vouchers")
+    )
     run_wave(alice)
     assert snapshot(alice, tuple(before)) == before
     org_id, _, _ = org_of(alice, 1)
@@ -118,11 +139,16 @@ def test_blocked_owners_are_recorded_with_their_reason_and_never_touched(blocked
     old_orgs = {r[0] for r in before["organizations"]}
     for table in ("organizations", "organization_members", "organization_member_permissions"):
         assert [r for r in after[table] if r[0] in old_orgs] == before[table], table
-    assert [r for r in after["projects"] if r[0] != "fine"] == [r for r in before["projects"] if r[0] != "fine"]
+    assert [r for r in after["projects"] if r[0] != "fine"] == [
+        r for r in before["projects"] if r[0] != "fine"
+    ]
     reasons = rows(blocked, "rollout_owners", "owner_id")
     assert {(r[0], r[1], r[8]) for r in reasons} == {
-        (10, "blocked", "owner-deleted"), (20, "blocked", "owns-several-organizations"),
-        (30, "blocked", "billing-conflict"), (40, "migrated", None)}
+        (10, "blocked", "owner-deleted"),
+        (20, "blocked", "owns-several-organizations"),
+        (30, "blocked", "billing-conflict"),
+        (40, "migrated", None),
+    }
 
 
 def test_an_organization_the_owner_already_owns_is_reused(engine: Engine) -> None:
@@ -176,21 +202,34 @@ def test_a_second_run_changes_nothing(alice: Engine, engine: Engine) -> None:
 def _inject_failure(engine: Engine, project_id: str) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(text(
-                "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
-                "$$ BEGIN RAISE EXCEPTION 'injected failure for %', NEW.id; END $$"))
-            conn.execute(text(
-                f"CREATE TRIGGER boom BEFORE UPDATE ON projects FOR EACH ROW "
-                f"WHEN (NEW.id = '{project_id}') EXECUTE FUNCTION boom()"))
+            conn.execute(
+                text(
+                    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'injected failure for %', NEW.id; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER boom BEFORE UPDATE ON projects FOR EACH ROW "
+                    f"WHEN (NEW.id = '{project_id}') EXECUTE FUNCTION boom()"
+                )
+            )
         else:
-            conn.execute(text(
-                f"CREATE TRIGGER boom BEFORE UPDATE ON projects WHEN NEW.id = '{project_id}' "
-                "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"))
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER boom BEFORE UPDATE ON projects WHEN NEW.id = '{project_id}' "
+                    "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+                )
+            )
 
 
 def _remove_failure(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text("DROP TRIGGER boom ON projects" if conn.dialect.name == "postgresql" else "DROP TRIGGER boom"))
+        conn.execute(
+            text(
+                "DROP TRIGGER boom ON projects" if conn.dialect.name == "postgresql" else "DROP TRIGGER boom"
+            )
+        )
 
 
 def test_a_failing_owner_is_isolated_and_leaves_nothing_half_done(engine: Engine) -> None:
@@ -209,7 +248,13 @@ def test_a_failing_owner_is_isolated_and_leaves_nothing_half_done(engine: Engine
     assert (summary.counts.migrated, summary.counts.failed, summary.exit_code) == (9, 1, 1)
     assert scalar(engine, "SELECT COUNT(*) FROM organizations WHERE owner_id = 5") == 0
     assert scalar(engine, "SELECT organization_id FROM projects WHERE id = 'p5'") is None
-    assert scalar(engine, "SELECT user_id FROM billing_accounts WHERE id = (SELECT billing_account_id FROM subscriptions WHERE project_id = 'p5')") == 5
+    assert (
+        scalar(
+            engine,
+            "SELECT user_id FROM billing_accounts WHERE id = (SELECT billing_account_id FROM subscriptions WHERE project_id = 'p5')",
+        )
+        == 5
+    )
     assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 5") == "failed"
     assert "injected failure" in scalar(engine, "SELECT error FROM rollout_owners WHERE owner_id = 5")
 
@@ -224,7 +269,9 @@ COLLIDING = {3: "Alice", 5: "alice!", 8: "ALICE_", 9: "Ålice", 12: "alice"}
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 500])
-def test_colliding_names_follow_user_id_order_whatever_the_batch_size(engine: Engine, batch_size: int) -> None:
+def test_colliding_names_follow_user_id_order_whatever_the_batch_size(
+    engine: Engine, batch_size: int
+) -> None:
     """SPEC 3.1: an existing organization holds 'alice'; owners whose usernames all fold to 'alice' are
     named -2, -3, ... in order of user id, the same for every batch size."""
     with engine.begin() as conn:

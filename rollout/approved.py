@@ -39,9 +39,11 @@ class ApprovedPlan:
         self.path = path
         self.wave: str = report["wave"]
         self.entries: dict[int, dict[str, Any]] = {e["owner_id"]: e for e in report["owners"]}
+        self.blocked: dict[int, str] = {e["owner_id"]: e["reason"] for e in report.get("blocked", [])}
 
     def owner_ids(self) -> list[int]:
-        return sorted(self.entries)
+        """The report's owners and its blocked owners (recorded as blocked again, never touched)."""
+        return sorted(set(self.entries) | set(self.blocked))
 
     def planned_names(self) -> dict[int, str]:
         """The names the report gave to organizations it would create."""
@@ -55,8 +57,13 @@ class ApprovedPlan:
         blocked = {b.owner_id: b.reason for b in plan.blocked}
         keep, drifted = [], []
         for owner_id in owner_ids:
-            approved = self.entries[owner_id]
-            if owner_id in blocked:
+            approved = self.entries.get(owner_id)
+            if approved is None:
+                if owner_id in now:
+                    drifted.append(
+                        Drift(owner_id, "no longer blocked, but the report did not plan its migration")
+                    )
+            elif owner_id in blocked:
                 drifted.append(Drift(owner_id, f"blocked now: {blocked[owner_id]}"))
             elif owner_id not in now:
                 drifted.append(Drift(owner_id, "no legacy project left (migrated or changed meanwhile)"))

@@ -14,7 +14,7 @@ import structlog
 from rollout import db, ledger, logs
 from rollout.errors import RolloutError, UsageError
 from rollout.plan import parse_duration
-from rollout.report import render_status, render_verify
+from rollout.report import render_rollback, render_status, render_verify
 from rollout.runner import Limits, Runner, RunSummary
 from rollout.settings import DEFAULT_DATABASE_URL, DEFAULT_PLAN, Settings
 
@@ -267,6 +267,36 @@ def verify(ctx: click.Context, wave: str | None, fmt: str) -> int:
     report = run_verify(_engine(ctx), wave)
     click.echo(render_verify(report, fmt))
     return 0 if report.ok else 1
+
+
+@cli.command("rollback")
+@click.option("--owner", "owner_id", type=int, help="Roll back this owner.")
+@click.option("--wave", help="Roll back every owner this wave's runs migrated.")
+@click.option("--dry-run", is_flag=True, help="Print what would be undone; write nothing.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def rollback_command(
+    ctx: click.Context, owner_id: int | None, wave: str | None, dry_run: bool, fmt: str
+) -> int:
+    """Undo what the job did for an owner or a wave (SPEC 8)."""
+    from rollout.rollback import check_owner, rollback, wave_migrated_owners
+
+    if (owner_id is None) == (wave is None):
+        raise UsageError("give exactly one of --owner ID or --wave W")
+    engine = _engine(ctx)
+    run_id = structlog.contextvars.get_contextvars()["run_id"]
+    logs.bind(run_id, wave)
+    if owner_id is not None:
+        check_owner(engine, owner_id)
+        owners: Any = [owner_id]
+    else:
+        _settings(ctx).plan_or_packaged().wave(wave or "")
+        owners = wave_migrated_owners(engine, wave or "")
+    report = rollback(engine, owners, run_id=run_id, dry_run=dry_run)
+    click.echo(render_rollback(report, fmt))
+    if owner_id is not None and report.not_migrated:
+        click.echo(f"rollout: owner {owner_id} is not migrated by the job; nothing to roll back", err=True)
+    return 0
 
 
 @cli.command()

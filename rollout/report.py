@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from rollout.rollback import RollbackReport
 from rollout.status import Status
 from rollout.verify import VerifyReport
 
@@ -103,3 +104,46 @@ def render_verify(report: VerifyReport, fmt: str) -> str:
             ["owner", "invariant", "detail"], [[v.owner_id, v.invariant, v.detail] for v in report.violations]
         )
     )
+
+
+def render_rollback(report: RollbackReport, fmt: str) -> str:
+    if fmt == "json":
+        return to_json(report.as_dict())
+    verb = "Would roll back" if report.dry_run else "Rolled back"
+    lines = [f"{verb} {len(report.owners)} owners." + (" Nothing was written." if report.dry_run else "")]
+    if report.owners:
+        lines += [
+            "",
+            table(
+                [
+                    "owner",
+                    "organization",
+                    "organization after",
+                    "projects back",
+                    "left elsewhere",
+                    "members removed",
+                    "permissions removed",
+                    "billing back",
+                ],
+                [
+                    [
+                        o.owner_id,
+                        o.organization_name,
+                        (
+                            "deleted"
+                            if o.organization_deleted
+                            else "kept (in use)"
+                            if o.organization_created
+                            else "kept (not created by the job)"
+                        ),
+                        len(o.projects_returned),
+                        len(o.projects_left),
+                        len(o.members_removed),
+                        len(o.permissions_removed),
+                        o.billing_account_returned if o.billing_account_returned is not None else "-",
+                    ]
+                    for o in report.owners
+                ],
+            ),
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+-- Undoing what the job did for a batch of owners (SPEC 8), from what it recorded.
+
+-- name: rollback_owners
+SELECT owner_id, state, wave, organization_id, organization_name, organization_created, billing_account_id
+FROM rollout_owners
+WHERE owner_id IN :owner_ids AND state = 'migrated'
+ORDER BY owner_id;
+
+-- name: rollback_owner_page
+SELECT owner_id FROM rollout_owners
+WHERE state = 'migrated' AND wave = :wave AND owner_id > :after_id
+ORDER BY owner_id
+LIMIT :page_size;
+
+-- name: recorded_projects
+SELECT m.owner_id, m.project_id, p.organization_id = m.organization_id AS still_there
+FROM rollout_moved_projects m
+JOIN projects p ON p.id = m.project_id
+WHERE m.owner_id IN :owner_ids
+ORDER BY m.owner_id, m.project_id;
+
+-- name: recorded_members
+SELECT owner_id, organization_id, user_id FROM rollout_added_members WHERE owner_id IN :owner_ids
+ORDER BY owner_id, user_id;
+
+-- name: recorded_permissions
+SELECT owner_id, organization_id, user_id, permission FROM rollout_added_permissions WHERE owner_id IN :owner_ids
+ORDER BY owner_id, user_id, permission;
+
+-- name: return_projects
+-- Only projects still in the organization the job moved them to; one moved elsewhere since stays.
+UPDATE projects SET organization_id = NULL
+WHERE id IN (
+    SELECT m.project_id FROM rollout_moved_projects m
+    WHERE m.owner_id IN :owner_ids AND m.organization_id = projects.organization_id
+);
+
+-- name: return_billing_accounts
+UPDATE billing_accounts
+SET user_id = (SELECT r.owner_id FROM rollout_owners r WHERE r.billing_account_id = billing_accounts.id
+               AND r.owner_id IN :owner_ids),
+    organization_id = NULL
+WHERE id IN (SELECT r.billing_account_id FROM rollout_owners r WHERE r.owner_id IN :owner_ids)
+  AND organization_id IN (SELECT r.organization_id FROM rollout_owners r WHERE r.owner_id IN :owner_ids);
+
+-- name: remove_added_permissions
+DELETE FROM organization_member_permissions
+WHERE EXISTS (
+    SELECT 1 FROM rollout_added_permissions a
+    WHERE a.owner_id IN :owner_ids AND a.organization_id = organization_member_permissions.organization_id
+      AND a.user_id = organization_member_permissions.user_id
+      AND a.permission = organization_member_permissions.permission
+);
+
+-- name: remove_permissions_of_added_members
+-- A member the job added cannot keep a permission without the membership; the platform may have
+-- granted one since. It goes with the membership.
+DELETE FROM organization_member_permissions
+WHERE EXISTS (
+    SELECT 1 FROM rollout_added_members a
+    WHERE a.owner_id IN :owner_ids AND a.organization_id = organization_member_permissions.organization_id
+      AND a.user_id = organization_member_permissions.user_id
+);
+
+-- name: remove_added_members
+DELETE FROM organization_members
+WHERE EXISTS (
+    SELECT 1 FROM rollout_added_members a
+    WHERE a.owner_id IN :owner_ids AND a.organization_id = organization_members.organization_id
+      AND a.user_id = organization_members.user_id
+);
+
+-- name: delete_unused_organizations
+-- Organizations the job created that nothing uses any more.
+DELETE FROM organizations
+WHERE id IN :organization_ids
+  AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.organization_id = organizations.id)
+  AND NOT EXISTS (SELECT 1 FROM billing_accounts b WHERE b.organization_id = organizations.id)
+  AND NOT EXISTS (SELECT 1 FROM organization_members m WHERE m.organization_id = organizations.id);
+
+-- name: existing_organizations
+SELECT id FROM organizations WHERE id IN :organization_ids;
+
+-- name: forget_moved_projects
+DELETE FROM rollout_moved_projects WHERE owner_id IN :owner_ids;
+
+-- name: forget_added_members
+DELETE FROM rollout_added_members WHERE owner_id IN :owner_ids;
+
+-- name: forget_added_permissions
+DELETE FROM rollout_added_permissions WHERE owner_id IN :owner_ids;
+
+-- name: record_rolled_back
+UPDATE rollout_owners
+SET state = 'rolled-back', run_id = :run_id, organization_id = NULL, organization_name = NULL,
+    organization_created = FALSE, billing_account_id = NULL, reason = NULL, error = NULL,
+    migrated_at = NULL, updated_at = :now
+WHERE owner_id IN :owner_ids;

@@ -1,0 +1,110 @@
+"""SPEC 8: rollback restores exactly what was there, from what the job recorded."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+
+from rollout.ledger import new_run_id
+from rollout.plan import Wave
+from rollout.rollback import rollback, wave_migrated_owners
+from tests.integration.helpers import run_owner, run_wave
+from tests.support import Platform, scalar, snapshot
+
+PERMS = ("plans", "billing", "projects:create", "members")
+
+
+def build(engine: Engine) -> None:
+    """Owner 1 gets a new organization; owner 2 owns 'acme' (member 9, owner holds 'plans' only) and
+    has a legacy project; owner 3 is another owner, untouched by the rollbacks."""
+    with engine.begin() as conn:
+        p = Platform(conn)
+        for uid in (1, 2, 3, 7, 8, 9):
+            p.user(uid)
+        p.project("a1", 1, access={7: "admin"}, environments={"production": {8: "viewer"}})
+        p.project("a2", 1, status="suspended")
+        p.billing(user_id=1, projects=("a1",))
+        acme = p.organization("acme", 2, members={2: ("plans",), 9: ()})
+        p.project("b0", 2, organization_id=acme, access={9: "viewer"})
+        p.project("b1", 2, access={7: "viewer", 9: "admin"})
+        p.billing(user_id=2, projects=("b1",))
+        p.project("c1", 3, access={7: "viewer"})
+
+
+def test_rollback_of_a_created_organization_restores_the_exact_prior_tables(engine: Engine) -> None:
+    """The projects go back, the members and permissions the job added go, the billing account goes
+    back to the user and the organization the job created is deleted: every platform table is as
+    before for that owner; the owner is recorded rolled-back."""
+    build(engine)
+    before = snapshot(engine)
+    run_wave(engine, Wave(name="w", owners=(1,)))
+    assert scalar(engine, "SELECT COUNT(*) FROM organizations WHERE owner_id = 1") == 1
+    report = rollback(engine, [1], run_id=new_run_id(), dry_run=False)
+    assert report.owners[0].organization_deleted
+    assert snapshot(engine) == before
+    assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 1") == "rolled-back"
+
+
+def test_rollback_of_a_reused_organization_leaves_what_was_there_before(engine: Engine) -> None:
+    """Rolling back an owner whose organization was reused keeps the organization, its earlier
+    members and the owner's earlier permission; only what the job added goes."""
+    build(engine)
+    before = snapshot(engine)
+    run_wave(engine, Wave(name="w", owners=(2,)))
+    assert scalar(engine, "SELECT COUNT(*) FROM organization_member_permissions WHERE user_id = 2") == 4
+    report = rollback(engine, [2], run_id=new_run_id(), dry_run=False)
+    assert not report.owners[0].organization_deleted
+    assert snapshot(engine) == before
+
+
+def test_a_wave_rollback_undoes_every_owner_of_the_wave_and_nothing_else(engine: Engine) -> None:
+    """`rollback --wave` takes the owners that wave's runs migrated; an owner migrated by another
+    wave keeps its organization."""
+    build(engine)
+    before = snapshot(engine)
+    run_wave(engine, Wave(name="first", owners=(1, 2)))
+    run_wave(engine, Wave(name="second", owners=(3,)))
+    after_second = snapshot(engine)
+    report = rollback(engine, wave_migrated_owners(engine, "first"), run_id=new_run_id(), dry_run=False)
+    assert sorted(o.owner_id for o in report.owners) == [1, 2]
+    now = snapshot(engine)
+    assert [r for r in now["projects"] if r[3] in (1, 2)] == [r for r in before["projects"] if r[3] in (1, 2)]
+    assert [r for r in now["projects"] if r[3] == 3] == [r for r in after_second["projects"] if r[3] == 3]
+    assert scalar(engine, "SELECT COUNT(*) FROM organizations WHERE owner_id = 3") == 1
+
+
+def test_dry_run_writes_nothing_and_reports_what_a_rollback_does(engine: Engine) -> None:
+    """--dry-run: every table, the job's included, unchanged; its report equals the real one's."""
+    build(engine)
+    run_wave(engine)
+    tables = (
+        *snapshot(engine),
+        "rollout_owners",
+        "rollout_moved_projects",
+        "rollout_added_members",
+        "rollout_added_permissions",
+    )
+    before = snapshot(engine, tables)
+    dry = rollback(engine, [1, 2], run_id="dry", dry_run=True)
+    assert snapshot(engine, tables) == before
+    real = rollback(engine, [1, 2], run_id="real", dry_run=False)
+    assert dry.owners == real.owners and len(real.owners) == 2
+
+
+def test_a_rolled_back_owner_is_skipped_by_its_wave_and_migrated_again_by_run_owner(engine: Engine) -> None:
+    """Waves skip rolled-back owners; `run --owner` migrates them again on purpose, with a fresh
+    organization, and verify-relevant records are rebuilt."""
+    build(engine)
+    run_wave(engine)
+    rollback(engine, [1], run_id=new_run_id(), dry_run=False)
+    assert run_wave(engine).counts.attempted == 0
+    assert scalar(engine, "SELECT organization_id FROM projects WHERE id = 'a1'") is None
+    summary = run_owner(engine, 1)
+    assert summary.counts.migrated == 1
+    assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 1") == "migrated"
+    assert scalar(engine, "SELECT organization_created FROM rollout_owners WHERE owner_id = 1") in (1, True)
+    with engine.connect() as conn:
+        org = conn.execute(text("SELECT organization_id FROM projects WHERE id = 'a1'")).scalar()
+        assert org is not None
+        assert (
+            conn.execute(text("SELECT COUNT(*) FROM rollout_moved_projects WHERE owner_id = 1")).scalar() == 2
+        )

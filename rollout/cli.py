@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import traceback
 from pathlib import Path
@@ -15,7 +14,7 @@ from rollout import db, ledger, logs
 from rollout.errors import RolloutError, UsageError
 from rollout.plan import parse_duration
 from rollout.report import render_rollback, render_status, render_verify
-from rollout.runner import Limits, Runner, RunSummary
+from rollout.runner import Runner, RunSummary
 from rollout.settings import DEFAULT_DATABASE_URL, DEFAULT_PLAN, Settings
 
 log = structlog.get_logger("rollout.cli")
@@ -178,68 +177,58 @@ def _safe_url(engine: Any) -> str:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Migrate exactly the owners of an approved JSON report; drifted owners are skipped.",
 )
+@click.option(
+    "--auto", is_flag=True, help="Cron: the first wave that may run now, under a lock (exit 3 if held)."
+)
 @click.option("--batch-size", type=click.IntRange(1, 10_000), help="Owners per transaction (plan default).")
 @click.option("--max-owners", type=click.IntRange(min=1), help="Stop after attempting this many owners.")
 @click.option("--time-budget", callback=_duration, help="Stop between batches after this long, e.g. 50m.")
 @click.option("--retry-failed", is_flag=True, help="Also attempt owners that failed before.")
+@click.option("--workers", type=click.IntRange(1, 1), default=1, hidden=True)
+@click.option(
+    "--metrics-file", type=click.Path(path_type=Path, dir_okay=False), help="Prometheus textfile to write."
+)
 @click.pass_context
-def run(
-    ctx: click.Context,
-    wave: str | None,
-    owner_id: int | None,
-    from_plan: Path | None,
-    batch_size: int | None,
-    max_owners: int | None,
-    time_budget: Any,
-    retry_failed: bool,
-) -> int:
-    """Migrate owners: a wave, one owner, or an approved report."""
-    from rollout.approved import ApprovedPlan
-    from rollout.selection import wave_owners
+def run(ctx: click.Context, /, workers: int, metrics_file: Path | None, **options: Any) -> int:
+    """Migrate owners: a wave, one owner, an approved report, or whatever cron should do now."""
+    from rollout import service
 
-    if sum(x is not None for x in (wave, owner_id, from_plan)) != 1:
-        raise UsageError("give exactly one of --wave W, --owner ID or --from-plan REPORT.json")
-    settings = _settings(ctx)
-    approved = ApprovedPlan(from_plan) if from_plan is not None else None
-    if wave is None:
-        plan_settings = settings.plan().settings if settings.plan_path.exists() else None
-    else:
-        plan = settings.plan()
-        selected_wave = plan.wave(wave)
-        plan_settings = plan.settings
-    from rollout.plan import Settings as PlanSettings
-
-    run_settings = plan_settings or PlanSettings()
-    if batch_size is not None:
-        run_settings = dataclasses.replace(run_settings, batch_size=batch_size)
+    request = service.RunRequest(**options)
+    request.check()
     engine = _engine(ctx)
     run_id = structlog.contextvars.get_contextvars()["run_id"]
-    mode = "owner" if owner_id is not None else "from-plan" if approved is not None else "wave"
-    wave = approved.wave if approved is not None else wave
-    logs.bind(run_id, wave)
-    runner = Runner(
-        engine,
-        run_settings,
-        run_id=run_id,
-        mode=mode,
-        wave=wave,
-        limits=Limits(max_owners, time_budget),
-        approved=approved,
-    )
-    if approved is not None:
-        summary = runner.run(approved.owner_ids())
-    elif owner_id is not None:
-        if not db.transaction(engine, lambda conn: db.user_exists(conn, owner_id)):
-            raise UsageError(f"unknown owner {owner_id}: no such user")
-        summary = runner.run([owner_id])
-    else:
-        summary = runner.run(wave_owners(engine, selected_wave, run_settings.salt, retry_failed=retry_failed))
+    outcome = service.run(engine, _settings(ctx), request, run_id=run_id, progress=_progress_bar())
+    if metrics_file is not None:
+        from rollout.metrics import write_metrics
+
+        write_metrics(engine, _settings(ctx).plan_if_present(), metrics_file, outcome)
+    if outcome.summary is None:
+        click.echo(f"nothing to do: {outcome.nothing_to_do}")
+        return 0
+    summary = outcome.summary
     click.echo(_run_summary_line(summary))
     for failed_owner, error in summary.failures:
         click.echo(f"  owner {failed_owner} failed: {error}", err=True)
     for drift in summary.drifted:
         click.echo(f"  owner {drift.owner_id} drifted, skipped: {drift.why}", err=True)
+    if summary.outcome == "halted":
+        click.echo(f"rollout: halted: {summary.stopped_by}", err=True)
     return summary.exit_code
+
+
+def _progress_bar() -> Any:
+    """On a terminal, a bar of owners done out of those selected, with rate and time left."""
+    if not sys.stderr.isatty():
+        return None
+
+    def start(total: int | None) -> Any:
+        bar = click.progressbar(
+            length=total or 0, label="owners", file=sys.stderr, show_pos=True, show_eta=True
+        )
+        bar.__enter__()
+        return bar.update
+
+    return start
 
 
 @cli.command()

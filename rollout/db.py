@@ -50,6 +50,7 @@ JOB_TABLES = (
     "rollout_added_members",
     "rollout_added_permissions",
     "rollout_control",
+    "rollout_waves",
 )
 
 

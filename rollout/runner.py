@@ -72,6 +72,7 @@ class RunSummary:
     stopped_by: str | None = None  # why the run ended before its selection did
     failures: tuple[tuple[int, str], ...] = field(default=())
     drifted: tuple[Drift, ...] = field(default=())
+    duration_s: float = 0.0
 
     @property
     def exit_code(self) -> int:
@@ -140,7 +141,13 @@ class Runner:
             outcome = "failed"
         self._finish(outcome, stopped_by)
         summary = RunSummary(
-            self.run_id, outcome, self.counts, stopped_by, tuple(self.failures), tuple(self.drifted)
+            self.run_id,
+            outcome,
+            self.counts,
+            stopped_by,
+            tuple(self.failures),
+            tuple(self.drifted),
+            round(time.monotonic() - started, 3),
         )
         log.info(
             "run.finished",

@@ -23,6 +23,12 @@ class Settings:
     def plan(self) -> Plan:
         return load_plan(self.plan_path)
 
+    def plan_if_present(self) -> Plan | None:
+        """The plan file, or None when none was named and the default is absent."""
+        if not self.plan_given and not self.plan_path.exists():
+            return None
+        return self.plan()
+
     def plan_or_packaged(self) -> Plan:
         """The plan file, or, when none was named and the default is absent, the one shipped with the
         package (so that `rollout demo` works outside a checkout)."""

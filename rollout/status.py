@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from rollout import db, ledger
+from rollout.clock import utcnow
 from rollout.dialect import as_datetime
-from rollout.plan import Plan
+from rollout.plan import Plan, Settings
 from rollout.selection import candidates, selects
 from rollout.sql import query
 
@@ -27,6 +29,7 @@ class WaveStatus:
     blocked: int
     rolled_back: int
     remaining: int
+    completed_at: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -70,6 +73,7 @@ def wave_counts(engine: Engine, plan: Plan) -> list[WaveStatus]:
         return counts
 
     done = db.transaction(engine, migrated)
+    completed = {c.wave: c for c in completed_waves(engine)}
     result = []
     for wave in plan.waves:
         t = tallies[wave.name]
@@ -82,9 +86,56 @@ def wave_counts(engine: Engine, plan: Plan) -> list[WaveStatus]:
                 blocked=t["blocked"],
                 rolled_back=t["rolled_back"],
                 remaining=t["remaining"],
+                completed_at=completed[wave.name].completed_at.isoformat()
+                if wave.name in completed
+                else None,
             )
         )
     return result
+
+
+@dataclass(frozen=True)
+class CompletedWave:
+    wave: str
+    completed_at: datetime
+    migrated: int
+    failed: int
+    blocked: int
+
+    def over_budget(self, settings: Settings) -> bool:
+        """Whether the wave's failures exceed the error budget of SPEC 4."""
+        attempted = self.migrated + self.failed
+        if self.failed > settings.max_failures:
+            return True
+        return attempted >= settings.min_attempts and self.failed > settings.error_budget * attempted
+
+
+def completed_waves(engine: Engine) -> list[CompletedWave]:
+    def read(conn: Connection) -> list[CompletedWave]:
+        return [
+            CompletedWave(r.wave, as_datetime(r.completed_at) or utcnow(), r.migrated, r.failed, r.blocked)
+            for r in conn.execute(query("completed_waves", conn.dialect.name))
+        ]
+
+    return db.transaction(engine, read)
+
+
+def record_completions(engine: Engine, waves: list[WaveStatus]) -> None:
+    """Dates the first completion of every complete wave not dated yet (soak counts from it)."""
+    new = [w for w in waves if w.complete and w.completed_at is None]
+    if not new:
+        return
+    now = utcnow()
+    db.transaction(
+        engine,
+        lambda conn: conn.execute(
+            query("record_wave_completed", conn.dialect.name),
+            [
+                {"wave": w.wave, "now": now, "migrated": w.migrated, "failed": w.failed, "blocked": w.blocked}
+                for w in new
+            ],
+        ),
+    )
 
 
 def status(engine: Engine, plan: Plan, runs: int = 10) -> Status:

@@ -87,3 +87,13 @@ CREATE TABLE IF NOT EXISTS rollout_control (
     changed_at TIMESTAMPTZ NOT NULL,
     changed_by TEXT NULL
 );
+
+-- When each wave was first found complete, and how it went: `run --auto` soaks from this moment
+-- and checks the wave's error budget before it starts the next wave.
+CREATE TABLE IF NOT EXISTS rollout_waves (
+    wave         TEXT PRIMARY KEY,
+    completed_at TIMESTAMPTZ NOT NULL,
+    migrated     INTEGER NOT NULL,
+    failed       INTEGER NOT NULL,
+    blocked      INTEGER NOT NULL
+);

@@ -101,3 +101,12 @@ VALUES (1, :paused, :reason, :now, :changed_by)
 ON CONFLICT (id) DO UPDATE SET
     paused = excluded.paused, reason = excluded.reason,
     changed_at = excluded.changed_at, changed_by = excluded.changed_by;
+
+-- name: record_wave_completed
+-- The first completion counts; a wave that late arrivals reopen keeps its date.
+INSERT INTO rollout_waves (wave, completed_at, migrated, failed, blocked)
+VALUES (:wave, :now, :migrated, :failed, :blocked)
+ON CONFLICT (wave) DO UPDATE SET migrated = excluded.migrated, failed = excluded.failed, blocked = excluded.blocked;
+
+-- name: completed_waves
+SELECT wave, completed_at, migrated, failed, blocked FROM rollout_waves;

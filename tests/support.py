@@ -223,3 +223,43 @@ def rollout(
     if check and result.returncode != 0:
         raise AssertionError(f"rollout {' '.join(args)} exited {result.returncode}: {result.stderr[-2000:]}")
     return result
+
+
+def many_owners(engine: Engine, count: int, *, collaborator: int = 10**6) -> None:
+    """`count` owners (ids 1..count), a project each shared with one collaborator, loaded in bulk."""
+    from rollout.dialect import bulk_insert
+
+    with engine.begin() as conn:
+        users = [(collaborator, "collaborator", "c@example.com", None, T0, None)]
+        users += [(i, f"owner{i}", f"o{i}@example.com", f"Owner {i}", T0, None) for i in range(1, count + 1)]
+        bulk_insert(
+            conn, "users", ("id", "username", "email", "display_name", "created_at", "deleted_at"), users
+        )
+        bulk_insert(
+            conn,
+            "projects",
+            ("id", "title", "region", "owner_id", "organization_id", "status", "created_at"),
+            [(f"p{i}", f"P{i}", "eu-1", i, None, "active", T0) for i in range(1, count + 1)],
+        )
+        bulk_insert(
+            conn,
+            "project_access",
+            ("project_id", "user_id", "role"),
+            [(f"p{i}", collaborator, "viewer") for i in range(1, count + 1)],
+        )
+
+
+def half_migrated_owners(engine: Engine) -> list[int]:
+    """Owners with some projects moved and some not, or an organization but a legacy project left:
+    what a crash must never leave behind."""
+    sql = """
+        SELECT p.owner_id FROM projects p
+        WHERE p.status <> 'deleted'
+        GROUP BY p.owner_id
+        HAVING COUNT(DISTINCT COALESCE(p.organization_id, -1)) > 1
+        UNION
+        SELECT r.owner_id FROM rollout_owners r JOIN projects p ON p.owner_id = r.owner_id
+        WHERE r.state = 'migrated' AND p.status <> 'deleted' AND p.organization_id IS NULL
+    """
+    with engine.connect() as conn:
+        return sorted(r[0] for r in conn.execute(text(sql)))

@@ -1,0 +1,207 @@
+"""Operating the rollout (SPEC 5-6) with real processes: signals, pause, error budget, the --auto
+lock, crashes, metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine, text
+
+from rollout.lock import auto_lock
+from tests.support import REPO, half_migrated_owners, many_owners, rollout, scalar
+
+PLAN = '[rollout]\nbatch_size = 1\nmax_failures = 3\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
+OWNERS = 1500
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Path:
+    path = tmp_path / "waves.toml"
+    path.write_text(PLAN)
+    return path
+
+
+def start(db_url: str, plan: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rollout",
+            "--database-url",
+            db_url,
+            "--plan",
+            str(plan),
+            "--log-format",
+            "json",
+            "run",
+            *args,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_progress(engine: Engine, process: subprocess.Popen[str], at_least: int = 3) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended early: {process.communicate()}")
+        try:
+            if scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") >= at_least:
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("no progress within a minute")
+
+
+def test_sigterm_finishes_the_batch_records_interrupted_and_exits_0(
+    engine: Engine, db_url: str, plan: Path
+) -> None:
+    """SIGTERM mid-wave: exit 0 within seconds, the run recorded as interrupted, every owner wholly
+    migrated or wholly untouched; the next run completes the wave."""
+    many_owners(engine, OWNERS)
+    process = start(db_url, plan, "--wave", "everyone")
+    wait_for_progress(engine, process)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "interrupted" in out
+    assert scalar(engine, "SELECT outcome FROM rollout_runs") == "interrupted"
+    migrated = scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'")
+    assert 0 < migrated < OWNERS
+    assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL") == migrated
+    assert half_migrated_owners(engine) == []
+    assert (
+        rollout("run", "--wave", "everyone", "--batch-size", "500", db_url=db_url, plan=plan).returncode == 0
+    )
+    assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NULL") == 0
+
+
+def test_pause_stops_a_running_worker_and_refuses_new_runs_until_resume(
+    engine: Engine, db_url: str, plan: Path
+) -> None:
+    """`rollout pause` reaches a running worker: it stops after its batch with exit 4; a new run is
+    refused with exit 4; after `rollout resume` a run completes the wave."""
+    many_owners(engine, OWNERS)
+    process = start(db_url, plan, "--wave", "everyone")
+    wait_for_progress(engine, process)
+    assert rollout("pause", "--reason", "incident 42", db_url=db_url, plan=plan).returncode == 0
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 4, err
+    assert "paused" in err
+    refused = rollout("run", "--wave", "everyone", db_url=db_url, plan=plan)
+    assert refused.returncode == 4 and "incident 42" in refused.stderr
+    status = json.loads(rollout("status", "--format", "json", db_url=db_url, plan=plan, check=True).stdout)
+    assert status["paused"] is True and status["pause_reason"] == "incident 42"
+    assert rollout("resume", db_url=db_url, plan=plan).returncode == 0
+    done = rollout("run", "--wave", "everyone", "--batch-size", "500", db_url=db_url, plan=plan)
+    assert done.returncode == 0, done.stderr
+    assert half_migrated_owners(engine) == []
+    assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NULL") == 0
+
+
+def test_the_error_budget_halts_a_run_with_exit_4(engine: Engine, db_url: str, plan: Path) -> None:
+    """Owners made to fail by a trigger: once more than max_failures (3) failed, the run halts with
+    exit 4 and says why; the failed owners are recorded."""
+    many_owners(engine, 40)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'injected'; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER boom BEFORE UPDATE ON projects FOR EACH ROW "
+                    "WHEN (NEW.owner_id % 5 = 0) EXECUTE FUNCTION boom()"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER boom BEFORE UPDATE ON projects WHEN NEW.owner_id % 5 = 0 "
+                    "BEGIN SELECT RAISE(ABORT, 'injected'); END"
+                )
+            )
+    result = rollout("run", "--wave", "everyone", db_url=db_url, plan=plan)
+    assert result.returncode == 4, result.stderr
+    assert "error budget" in result.stderr
+    assert scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'failed'") == 4
+    assert scalar(engine, "SELECT outcome FROM rollout_runs") == "halted"
+    assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NULL") > 4
+
+
+def test_a_second_auto_run_exits_3_while_the_lock_is_held(engine: Engine, db_url: str, plan: Path) -> None:
+    """While another process holds the --auto lock, `run --auto` exits 3 and writes nothing; once it is
+    released, `run --auto` migrates the first wave."""
+    many_owners(engine, 20)
+    with auto_lock(engine):
+        held = rollout("run", "--auto", db_url=db_url, plan=plan)
+    assert held.returncode == 3, held.stderr
+    assert scalar(engine, "SELECT COUNT(*) FROM rollout_runs") == 0
+    free = rollout("run", "--auto", db_url=db_url, plan=plan)
+    assert free.returncode == 0, free.stderr
+    assert "20 migrated" in free.stdout
+    again = rollout("run", "--auto", db_url=db_url, plan=plan)
+    assert again.returncode == 0 and "nothing to do: every wave is complete" in again.stdout
+
+
+def test_sigkill_leaves_a_stale_heartbeat_that_the_next_run_marks_abandoned(
+    engine: Engine, db_url: str, plan: Path
+) -> None:
+    """A run killed with SIGKILL never finishes its record; when its heartbeat is stale the next run
+    marks it abandoned, is not blocked by it, and completes the wave with no owner half-migrated."""
+    many_owners(engine, OWNERS)
+    process = start(db_url, plan, "--wave", "everyone")
+    wait_for_progress(engine, process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert scalar(engine, "SELECT COUNT(*) FROM rollout_runs WHERE finished_at IS NULL") == 1
+    assert half_migrated_owners(engine) == []
+    with engine.begin() as conn:  # the dead run's heartbeat ages past STALE_AFTER
+        conn.execute(
+            text("UPDATE rollout_runs SET heartbeat_at = :t"), {"t": datetime(2000, 1, 1, tzinfo=UTC)}
+        )
+    result = rollout("run", "--wave", "everyone", "--batch-size", "500", db_url=db_url, plan=plan)
+    assert result.returncode == 0, result.stderr
+    with engine.connect() as conn:
+        outcomes = sorted(r[0] for r in conn.execute(text("SELECT outcome FROM rollout_runs")))
+    assert outcomes == ["abandoned", "succeeded"]
+    assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NULL") == 0
+
+
+def test_the_metrics_file_parses_and_carries_the_counts(
+    engine: Engine, db_url: str, plan: Path, tmp_path: Path
+) -> None:
+    """--metrics-file writes a Prometheus textfile that prometheus_client parses: owners by wave and
+    state, the run's owners, duration, batches and the last success."""
+    many_owners(engine, 12)
+    metrics = tmp_path / "rollout.prom"
+    result = rollout("run", "--wave", "everyone", "--metrics-file", str(metrics), db_url=db_url, plan=plan)
+    assert result.returncode == 0, result.stderr
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics.read_text())
+        for s in family.samples
+    }
+    assert samples[("rollout_owners", (("state", "migrated"), ("wave", "everyone")))] == 12
+    assert samples[("rollout_owners", (("state", "remaining"), ("wave", "everyone")))] == 0
+    assert samples[("rollout_run_owners", (("outcome", "migrated"),))] == 12
+    assert samples[("rollout_run_batches", ())] == 12
+    assert samples[("rollout_wave_complete", (("wave", "everyone"),))] == 1
+    assert samples[("rollout_last_success_timestamp_seconds", ())] > 1.7e9
+    assert ("rollout_run_duration_seconds", ()) in samples

@@ -98,7 +98,7 @@ def test_pause_stops_a_running_worker_and_refuses_new_runs_until_resume(
     process = start(db_url, plan, "--wave", "everyone")
     wait_for_progress(engine, process)
     assert rollout("pause", "--reason", "incident 42", db_url=db_url, plan=plan).returncode == 0
-    out, err = process.communicate(timeout=60)
+    _, err = process.communicate(timeout=60)
     assert process.returncode == 4, err
     assert "paused" in err
     refused = rollout("run", "--wave", "everyone", db_url=db_url, plan=plan)

@@ -7,8 +7,9 @@
 - timestamps: SQLite stores them as ISO-8601 text in UTC, which sorts like time;
 - bulk loading: `COPY` on PostgreSQL, `executemany` on SQLite;
 - which driver errors are transient, and which mean the server is unreachable;
-- read-only transactions for the dry run;
-- the cross-process lock of `run --auto`.
+- read-only transactions for the dry run.
+
+The other one, the cross-process lock of `run --auto`, lives in `rollout.lock`.
 """
 
 from __future__ import annotations

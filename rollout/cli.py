@@ -14,7 +14,7 @@ from rollout import db, ledger, logs
 from rollout.errors import RolloutError, UsageError
 from rollout.plan import parse_duration
 from rollout.report import render_rollback, render_status, render_verify
-from rollout.runner import Runner, RunSummary
+from rollout.runner import RunSummary
 from rollout.settings import DEFAULT_DATABASE_URL, DEFAULT_PLAN, Settings
 
 log = structlog.get_logger("rollout.cli")
@@ -316,9 +316,10 @@ def resume(ctx: click.Context) -> int:
 @click.pass_context
 def demo(ctx: click.Context, owners: int, seed_value: int, wave: str) -> int:
     """The tour: fresh demo database, seeded, a wave run, then status and verify."""
+    from rollout import service
     from rollout.demo import prepare
+    from rollout.plan_report import write_report
     from rollout.seed import seed as seed_data
-    from rollout.selection import wave_owners
     from rollout.status import status as read_status
     from rollout.verify import verify as run_verify
 
@@ -328,12 +329,11 @@ def demo(ctx: click.Context, owners: int, seed_value: int, wave: str) -> int:
     engine = prepare(settings.database_url, click.echo)
     click.echo(f"\n== Seeding {owners} legacy owners (seed {seed_value})")
     click.echo(str(seed_data(engine, owners, seed_value)))
-    click.echo(f"\n== rollout run --wave {wave}   (plan {plan.path})")
+    click.echo(f"\n== rollout plan --wave {wave}   (the dry run: plan {plan.path})")
+    write_report(engine, plan, selected_wave, "table", None, database=_safe_url(engine))
+    click.echo(f"\n== rollout run --wave {wave}")
     run_id = structlog.contextvars.get_contextvars()["run_id"]
-    logs.bind(run_id, wave)
-    summary = Runner(engine, plan.settings, run_id=run_id, mode="wave", wave=wave).run(
-        wave_owners(engine, selected_wave, plan.settings.salt, retry_failed=False)
-    )
+    summary = service.run_wave(engine, plan, selected_wave, service.RunRequest(wave=wave), run_id, "wave", None)
     click.echo(_run_summary_line(summary))
     click.echo("\n== rollout status")
     click.echo(render_status(read_status(engine, plan), "table"))

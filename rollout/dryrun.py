@@ -11,9 +11,8 @@ from sqlalchemy import Connection, Engine
 
 from rollout import db, dialect
 from rollout.migration import BatchPlan, compute_batch
-from rollout.plan import Plan, Wave
-from rollout.selection import PAGE_SIZE, chunks, wave_owners
-from rollout.sql import query
+from rollout.plan import Plan, Wave, bucket
+from rollout.selection import chunks, counts_as_migrated, migrated_owners, wave_owners
 
 
 @dataclass
@@ -74,19 +73,9 @@ def batches(engine: Engine, plan: Plan, wave: Wave, *, retry_failed: bool = Fals
 
 
 def already_migrated(engine: Engine, plan: Plan, wave: Wave) -> int:
-    """Owners the job migrated whom the wave admits by list or bucket (filters on legacy projects
-    cannot apply to them any more)."""
-    count, after = 0, -1
-    while True:
-
-        def page(conn: Connection, after: int = after) -> list[int]:
-            rows = conn.execute(
-                query("migrated_owner_page", conn.dialect.name), {"after_id": after, "page_size": PAGE_SIZE}
-            )
-            return [r.owner_id for r in rows]
-
-        ids = db.transaction(engine, page)
-        count += sum(1 for i in ids if wave.admits_bucket(plan.settings.salt, i) and not wave.excludes(i))
-        if len(ids) < PAGE_SIZE:
-            return count
-        after = ids[-1]
+    """Owners the job migrated who count under this wave (see `selection.counts_as_migrated`)."""
+    salt = plan.settings.salt
+    return sum(
+        counts_as_migrated(wave, salt, owner_id, by, bucket(salt, owner_id))
+        for owner_id, by in migrated_owners(engine)
+    )

@@ -90,12 +90,15 @@ class Wave:
         """Buckets below this are in the wave by percent; None when the wave has no percent."""
         return None if self.percent is None else percent_threshold(self.percent)
 
-    def admits_bucket(self, salt: str, user_id: int) -> bool:
-        """Whether the owner is listed in `owners` or falls inside `percent`; filters are not applied."""
+    def admits_bucket(self, salt: str, user_id: int, known_bucket: int | None = None) -> bool:
+        """Whether the owner is listed in `owners` or falls inside `percent`; filters are not applied.
+        `known_bucket` spares the hash when the caller checks one owner against several waves."""
         if user_id in self._owner_set:
             return True
         threshold = self.threshold
-        return threshold is not None and bucket(salt, user_id) < threshold
+        if threshold is None:
+            return False
+        return (known_bucket if known_bucket is not None else bucket(salt, user_id)) < threshold
 
     def excludes(self, user_id: int) -> bool:
         """Whether `exclude_owners` keeps this owner out of the wave, whatever else admits them."""

@@ -55,6 +55,34 @@ def candidates(engine: Engine, wave: Wave | None = None, page_size: int = PAGE_S
         after = rows[-1].owner_id
 
 
+def migrated_owners(engine: Engine, page_size: int = PAGE_SIZE) -> Iterator[tuple[int, str | None]]:
+    """(owner id, wave that migrated it) of every owner the job migrated, in user-id order."""
+    after = -1
+    while True:
+
+        def page(conn: Connection, after: int = after) -> list[tuple[int, str | None]]:
+            rows = conn.execute(
+                query("migrated_owner_page", conn.dialect.name), {"after_id": after, "page_size": page_size}
+            )
+            return [(r.owner_id, r.wave) for r in rows]
+
+        rows = db.transaction(engine, page)
+        yield from rows
+        if len(rows) < page_size:
+            return
+        after = rows[-1][0]
+
+
+def counts_as_migrated(
+    wave: Wave, salt: str, owner_id: int, migrated_by: str | None, owner_bucket: int
+) -> bool:
+    """Whether a migrated owner counts under a wave: the wave migrated it, or the wave admits it by
+    list or percent (its filters on legacy projects cannot apply to an owner who has none left)."""
+    if migrated_by == wave.name:
+        return True
+    return wave.admits_bucket(salt, owner_id, owner_bucket) and not wave.excludes(owner_id)
+
+
 def selects(wave: Wave, salt: str, candidate: Candidate) -> bool:
     """Whether the wave selects this owner, whatever the job has recorded for it."""
     if not wave.admits_bucket(salt, candidate.owner_id):

@@ -12,15 +12,15 @@ from sqlalchemy import Connection, Engine
 from rollout import db, ledger
 from rollout.clock import utcnow
 from rollout.dialect import as_datetime
-from rollout.plan import Plan, Settings
-from rollout.selection import candidates, selects
+from rollout.plan import Plan, Settings, bucket
+from rollout.selection import candidates, counts_as_migrated, migrated_owners, selects
 from rollout.sql import query
 
 
 @dataclass(frozen=True)
 class WaveStatus:
-    """An owner counts as migrated under the wave whose run migrated it; the other counts are of
-    the owners the wave selects now."""
+    """`migrated` counts the migrated owners the wave migrated or admits by list or percent; the
+    other counts are of the legacy owners the wave selects now."""
 
     wave: str
     selected: int
@@ -65,14 +65,13 @@ def wave_counts(engine: Engine, plan: Plan) -> list[WaveStatus]:
             if selects(wave, plan.settings.salt, candidate):
                 tallies[wave.name][_BUCKET_OF_STATE.get(candidate.state or "", "remaining")] += 1
 
-    def migrated(conn: Connection) -> Counter[str]:
-        counts = Counter[str]()
-        for row in conn.execute(query("wave_state_counts", conn.dialect.name)):
-            if row.state == "migrated" and row.wave is not None:
-                counts[row.wave] += row.owners
-        return counts
-
-    done = db.transaction(engine, migrated)
+    done = Counter[str]()
+    salt = plan.settings.salt
+    for owner_id, by in migrated_owners(engine):
+        owner_bucket = bucket(salt, owner_id)
+        for wave in plan.waves:
+            if counts_as_migrated(wave, salt, owner_id, by, owner_bucket):
+                done[wave.name] += 1
     completed = {c.wave: c for c in completed_waves(engine)}
     result = []
     for wave in plan.waves:

@@ -38,8 +38,8 @@ ORDER BY owner_id;
 -- name: wave_state_counts
 SELECT wave, state, COUNT(*) AS owners FROM rollout_owners GROUP BY wave, state;
 -- name: migrated_owner_page
--- Owners the job migrated, for the dry run's "already migrated" count.
-SELECT owner_id FROM rollout_owners
+-- Owners the job migrated, with the wave whose run did it.
+SELECT owner_id, wave FROM rollout_owners
 WHERE state = 'migrated' AND owner_id > :after_id
 ORDER BY owner_id
 LIMIT :page_size;

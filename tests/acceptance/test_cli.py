@@ -64,11 +64,9 @@ def test_a_wave_end_to_end_with_status_and_verify(platform: Engine, db_url: str,
     status = json.loads(rollout("status", "--format", "json", db_url=db_url, plan=plan, check=True).stdout)
     waves = {w["wave"]: w for w in status["waves"]}
     assert waves["canary"]["migrated"] == 1
-    assert (waves["everyone"]["migrated"], waves["everyone"]["blocked"], waves["everyone"]["remaining"]) == (
-        3,
-        1,
-        0,
-    )
+    # The canary's owner counts under everyone too: a 100 % wave admits it.
+    everyone = waves["everyone"]
+    assert (everyone["selected"], everyone["migrated"], everyone["blocked"], everyone["remaining"]) == (5, 4, 1, 0)
     assert waves["everyone"]["complete"] is True
     assert [r["outcome"] for r in status["runs"]] == ["succeeded", "succeeded"]
 

@@ -34,6 +34,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal_name = ""
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
@@ -46,14 +47,12 @@ class StopSignals:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        # Nothing here may take a lock (a log line would: the signal can arrive while this very
+        # thread holds the logger's write lock). The loop reports the stop.
         if self.requested:
             raise Aborted(signal.Signals(signum).name)
         self.requested = True
-        log.warning(
-            "run.stopping",
-            signal=signal.Signals(signum).name,
-            detail="finishing the current batch; send again to abort it",
-        )
+        self.signal_name = signal.Signals(signum).name
 
 
 @dataclass
@@ -172,6 +171,7 @@ class Runner:
 
     def _why_stop(self, stop: StopSignals, started: float) -> str | None:
         if stop.requested:
+            log.warning("run.stopping", signal=stop.signal_name, detail="the batch committed; a second signal aborts")
             return "signal"
         s = self.settings
         failed, attempted = self.counts.failed, self.counts.attempted

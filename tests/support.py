@@ -250,16 +250,17 @@ def many_owners(engine: Engine, count: int, *, collaborator: int = 10**6) -> Non
 
 
 def half_migrated_owners(engine: Engine) -> list[int]:
-    """Owners with some projects moved and some not, or an organization but a legacy project left:
-    what a crash must never leave behind."""
+    """Owners a crash left half-done: recorded migrated with a legacy project left, or with projects
+    the job moved while not recorded migrated, or with a moved project outside their organization."""
     sql = """
-        SELECT p.owner_id FROM projects p
-        WHERE p.status <> 'deleted'
-        GROUP BY p.owner_id
-        HAVING COUNT(DISTINCT COALESCE(p.organization_id, -1)) > 1
-        UNION
         SELECT r.owner_id FROM rollout_owners r JOIN projects p ON p.owner_id = r.owner_id
         WHERE r.state = 'migrated' AND p.status <> 'deleted' AND p.organization_id IS NULL
+        UNION
+        SELECT m.owner_id FROM rollout_moved_projects m LEFT JOIN rollout_owners r ON r.owner_id = m.owner_id
+        WHERE r.state IS NULL OR r.state <> 'migrated'
+        UNION
+        SELECT m.owner_id FROM rollout_moved_projects m JOIN projects p ON p.id = m.project_id
+        WHERE p.organization_id IS NULL OR p.organization_id <> m.organization_id
     """
     with engine.connect() as conn:
         return sorted(r[0] for r in conn.execute(text(sql)))

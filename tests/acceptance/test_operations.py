@@ -52,6 +52,18 @@ def start(db_url: str, plan: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+def finish(process: subprocess.Popen[str], timeout: float = 30) -> tuple[str, str]:
+    """The process's output once it ends; if it does not end in time, its stack and output."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        out, err = process.communicate()
+        raise AssertionError(
+            f"still running {timeout}s after the signal; stderr tail: {err[-3000:]}"
+        ) from None
+
+
 def wait_for_progress(engine: Engine, process: subprocess.Popen[str], at_least: int = 3) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -75,7 +87,7 @@ def test_sigterm_finishes_the_batch_records_interrupted_and_exits_0(
     process = start(db_url, plan, "--wave", "everyone")
     wait_for_progress(engine, process)
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=30)
+    out, err = finish(process)
     assert process.returncode == 0, err
     assert "interrupted" in out
     assert scalar(engine, "SELECT outcome FROM rollout_runs") == "interrupted"
@@ -98,7 +110,7 @@ def test_pause_stops_a_running_worker_and_refuses_new_runs_until_resume(
     process = start(db_url, plan, "--wave", "everyone")
     wait_for_progress(engine, process)
     assert rollout("pause", "--reason", "incident 42", db_url=db_url, plan=plan).returncode == 0
-    _, err = process.communicate(timeout=60)
+    _, err = finish(process, 60)
     assert process.returncode == 4, err
     assert "paused" in err
     refused = rollout("run", "--wave", "everyone", db_url=db_url, plan=plan)

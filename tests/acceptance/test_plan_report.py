@@ -163,3 +163,55 @@ def test_a_tampered_report_is_refused(platform: Engine, db_url: str, plan: Path,
     result = rollout("run", "--from-plan", str(out), db_url=db_url, plan=plan)
     assert result.returncode == 2 and "fingerprint" in result.stderr
     assert snapshot(platform, tuple(before)) == before
+
+
+def test_plan_equals_run_on_seeded_data_with_every_edge_case(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """On 1 500 seeded owners (collisions, Unicode, reused organizations, blocked owners...), small
+    batches: every owner of the JSON report gets exactly the organization name, label, projects,
+    members and billing account the report gave, and the blocked owners are recorded as reported."""
+    from rollout.seed import seed
+
+    seed(engine, 1500, 5)
+    plan = tmp_path / "waves.toml"
+    plan.write_text('[rollout]\nbatch_size = 7\n\n[[waves]]\nname = "everyone"\npercent = 100\n')
+    planned = json.loads(report(db_url, plan, "json"))
+    assert planned["summary"]["blocked"] > 0 and planned["summary"]["organizations_reused"] > 0
+    assert rollout("run", "--wave", "everyone", db_url=db_url, plan=plan).returncode == 0
+    with engine.connect() as conn:
+        done = {
+            r.owner_id: r
+            for r in conn.execute(
+                text(
+                    "SELECT r.owner_id, o.name, o.label, r.billing_account_id FROM rollout_owners r "
+                    "JOIN organizations o ON o.id = r.organization_id WHERE r.state = 'migrated'"
+                )
+            )
+        }
+        moved: dict[int, list[str]] = {}
+        for owner_id, project_id in conn.execute(
+            text("SELECT owner_id, project_id FROM rollout_moved_projects ORDER BY project_id")
+        ):
+            moved.setdefault(owner_id, []).append(project_id)
+        added: dict[int, list[int]] = {}
+        for owner_id, user_id in conn.execute(
+            text(
+                "SELECT owner_id, user_id FROM rollout_added_members WHERE user_id <> owner_id ORDER BY user_id"
+            )
+        ):
+            added.setdefault(owner_id, []).append(user_id)
+        blocked = dict(
+            conn.execute(text("SELECT owner_id, reason FROM rollout_owners WHERE state = 'blocked'")).all()
+        )
+    assert set(done) == {o["owner_id"] for o in planned["owners"]}
+    for owner in planned["owners"]:
+        row = done[owner["owner_id"]]
+        assert (row.name, row.label, row.billing_account_id) == (
+            owner["organization"]["name"],
+            owner["organization"]["label"],
+            owner["billing_account_id"],
+        )
+        assert moved[owner["owner_id"]] == sorted(owner["projects"])
+        assert added.get(owner["owner_id"], []) == owner["members_to_add"]
+    assert blocked == {b["owner_id"]: b["reason"] for b in planned["blocked"]}

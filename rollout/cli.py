@@ -333,7 +333,9 @@ def demo(ctx: click.Context, owners: int, seed_value: int, wave: str) -> int:
     write_report(engine, plan, selected_wave, "table", None, database=_safe_url(engine))
     click.echo(f"\n== rollout run --wave {wave}")
     run_id = structlog.contextvars.get_contextvars()["run_id"]
-    summary = service.run_wave(engine, plan, selected_wave, service.RunRequest(wave=wave), run_id, "wave", None)
+    summary = service.run_wave(
+        engine, plan, selected_wave, service.RunRequest(wave=wave), run_id, "wave", None
+    )
     click.echo(_run_summary_line(summary))
     click.echo("\n== rollout status")
     click.echo(render_status(read_status(engine, plan), "table"))

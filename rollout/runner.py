@@ -171,7 +171,9 @@ class Runner:
 
     def _why_stop(self, stop: StopSignals, started: float) -> str | None:
         if stop.requested:
-            log.warning("run.stopping", signal=stop.signal_name, detail="the batch committed; a second signal aborts")
+            log.warning(
+                "run.stopping", signal=stop.signal_name, detail="the batch committed; a second signal aborts"
+            )
             return "signal"
         s = self.settings
         failed, attempted = self.counts.failed, self.counts.attempted

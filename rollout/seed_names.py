@@ -19,13 +19,19 @@ SHORT: Final = "short-username"
 EMPTY_SLUG: Final = "empty-slug"
 STYLES: Final = (UNICODE, LONG, SHORT, EMPTY_SLUG)
 
-FIRST_NAMES: Final = tuple(
+
+def words(text: str) -> tuple[str, ...]:
+    """The whitespace-separated words of `text`: long vocabularies stay readable as prose."""
+    return tuple(text.split())
+
+
+FIRST_NAMES: Final = words(
     "alice bob carol dave erin frank grace heidi ivan judy karl lena mallory nina oscar peggy quentin "
     "rupert sybil trent ursula victor wendy xavier yara zane amir bea chen dana elif farid gita hugo "
     "ines jonas kemal lucia marta nils olga priya rosa sven tariq uma vera wei yusuf zofia ana ben "
-    "clara diego emma felix hana igor jin kofi leo maya noah omar paul rhea sara tom vlad ada".split()
+    "clara diego emma felix hana igor jin kofi leo maya noah omar paul rhea sara tom vlad ada"
 )
-LAST_NAMES: Final = tuple(
+LAST_NAMES: Final = words(
     "smith jones garcia miller davis lopez wilson anderson thomas moore martin lee perez white harris "
     "clark lewis young walker hall allen king wright scott green baker adams nelson hill campbell "
     "mitchell roberts carter phillips evans turner torres parker collins edwards stewart morris "
@@ -33,16 +39,16 @@ LAST_NAMES: Final = tuple(
     "wood watson brooks bennett gray james reyes cruz hughes price myers long foster sanders ross "
     "morales powell sullivan russell ortiz jenkins gutierrez perry butler barnes fisher henderson "
     "coleman simmons patterson jordan reynolds hamilton nakamura kowalski novak schmidt rossi dubois "
-    "jansen nielsen popescu".split()
+    "jansen nielsen popescu"
 )
-_WORDS: Final = tuple(
+_WORDS: Final = words(
     "cloud platform engineering department digital agency studio solutions labs systems consulting "
-    "international production marketing development operations".split()
+    "international production marketing development operations"
 )
 # Transliterated by Unidecode to something usable: é -> e, ß -> ss, Дмитрий -> Dmitrii, 用户 -> Yong Hu.
-_UNICODE_TOKENS: Final = tuple(
+_UNICODE_TOKENS: Final = words(
     "José Zoë straße Дмитрий Ольга Наталья 用户 李伟 王芳 Müller Søren Łukasz François İlker Ærø Ñandú "
-    "Ελένη さくら 김민준 Renée Jürgen Çelik".split()
+    "Ελένη さくら 김민준 Renée Jürgen Çelik"
 )
 # Unidecode has no transliteration for these, so they vanish from slugs.
 _EMOJI: Final = ("😀", "🚀", "🎉", "🔥", "✨", "🦄", "👍", "☕", "⚡", "🙂")

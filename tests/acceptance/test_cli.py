@@ -66,7 +66,12 @@ def test_a_wave_end_to_end_with_status_and_verify(platform: Engine, db_url: str,
     assert waves["canary"]["migrated"] == 1
     # The canary's owner counts under everyone too: a 100 % wave admits it.
     everyone = waves["everyone"]
-    assert (everyone["selected"], everyone["migrated"], everyone["blocked"], everyone["remaining"]) == (5, 4, 1, 0)
+    assert (everyone["selected"], everyone["migrated"], everyone["blocked"], everyone["remaining"]) == (
+        5,
+        4,
+        1,
+        0,
+    )
     assert waves["everyone"]["complete"] is True
     assert [r["outcome"] for r in status["runs"]] == ["succeeded", "succeeded"]
 

@@ -58,7 +58,7 @@ def finish(process: subprocess.Popen[str], timeout: float = 30) -> tuple[str, st
         return process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGKILL)
-        out, err = process.communicate()
+        _, err = process.communicate()
         raise AssertionError(
             f"still running {timeout}s after the signal; stderr tail: {err[-3000:]}"
         ) from None

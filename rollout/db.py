@@ -170,7 +170,12 @@ def check_schema(engine: Engine) -> None:
     def tables(conn: Connection) -> set[str]:
         return set(inspect(conn).get_table_names())
 
-    present = transaction(engine, tables)
+    try:
+        present = transaction(engine, tables)
+    except DBAPIError as exc:
+        if engine.dialect.name == dialect.SQLITE and "not a database" in str(exc):
+            raise UsageError(f"{engine.url.database} is not a SQLite database") from exc
+        raise
     missing_platform = [t for t in PLATFORM_TABLES if t not in present]
     if missing_platform:
         raise SchemaNotInitialised(

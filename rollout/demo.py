@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from rollout import db
 from rollout.errors import UsageError
@@ -21,7 +22,10 @@ def _is_previous_demo(engine: Engine) -> bool:
             return False
         return conn.execute(query("get_meta", conn.dialect.name), {"key": DEMO_MARKER}).scalar() == "1"
 
-    return db.transaction(engine, check)
+    try:
+        return db.transaction(engine, check)
+    except DBAPIError:  # not a SQLite database at all
+        return False
 
 
 def _has_tables(engine: Engine) -> bool:

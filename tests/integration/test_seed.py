@@ -4,10 +4,8 @@ case the migration must handle, on SQLite and (with TEST_DATABASE_URL) on Postgr
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import statistics
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
@@ -15,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 from unidecode import unidecode
 
 from rollout import db
@@ -24,6 +21,7 @@ from rollout.dialect import as_datetime
 from rollout.errors import UsageError
 from rollout.naming import NAME_PATTERN
 from rollout.seed import SeedSummary, seed
+from tests.conftest import drop_pg_database, new_pg_database
 
 OWNERS = 2000
 SEED = 7
@@ -50,49 +48,42 @@ LEGACY_OWNERS = """
 
 
 class Databases:
-    """Empty databases with the platform schema, on one backend, dropped at the end."""
+    """Empty databases with the platform schema on one backend (PostgreSQL ones cloned from the suite's
+    migrated template), dropped at the end."""
 
-    def __init__(self, backend: str, directory: Path) -> None:
+    def __init__(self, backend: str, directory: Path, request: pytest.FixtureRequest) -> None:
         self.backend = backend
         self.directory = directory
         self.engines: list[Engine] = []
-        self.created: list[str] = []
-        self.admin: Engine | None = None
+        self.urls: list[str] = []
         if backend == "postgresql":
-            server = os.environ.get("TEST_DATABASE_URL")
-            if not server:
-                pytest.skip("TEST_DATABASE_URL is not set: seeding on PostgreSQL is NOT tested")
-            self.server = make_url(server).set(drivername="postgresql+psycopg")
-            self.admin = create_engine(self.server, isolation_level="AUTOCOMMIT")
+            self.server = request.getfixturevalue("pg_server")
+            self.admin = request.getfixturevalue("pg_admin")
+            self.template = request.getfixturevalue("pg_template")
 
     def new(self) -> Engine:
-        if self.admin is None:
+        if self.backend == "sqlite":
             engine = db.make_engine(f"sqlite:///{self.directory / f's{len(self.engines)}.db'}", create=True)
+            db.init_schema(engine, platform=True)
         else:
-            name = f"seed_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-            with self.admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            self.created.append(name)
-            engine = db.make_engine(self.server.set(database=name).render_as_string(hide_password=False))
-        db.init_schema(engine, platform=True)
+            url = new_pg_database(self.server, self.admin, self.template)
+            self.urls.append(url)
+            engine = db.make_engine(url)
         self.engines.append(engine)
         return engine
 
     def close(self) -> None:
         for engine in self.engines:
             engine.dispose()
-        if self.admin is not None:
-            with self.admin.connect() as conn:
-                for name in self.created:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            self.admin.dispose()
+        for url in self.urls:
+            drop_pg_database(self.admin, url)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def databases(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Databases]:
-    databases = Databases(request.param, tmp_path_factory.mktemp(f"seed-{request.param}"))
+    databases = Databases(request.param, tmp_path_factory.mktemp(f"seed-{request.param}"), request)
     yield databases
     databases.close()
 
@@ -156,11 +147,11 @@ def test_the_same_seed_gives_the_same_rows_and_another_seed_other_rows(databases
     assert digest(other) != digest(first)
 
 
-def test_sqlite_and_postgresql_receive_the_same_rows(tmp_path: Path) -> None:
+def test_sqlite_and_postgresql_receive_the_same_rows(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The data depends on the seed only, not on the backend: SQLite, which enforces every foreign key
     row by row, and PostgreSQL get the same rows."""
-    on_postgresql = Databases("postgresql", tmp_path)
-    on_sqlite = Databases("sqlite", tmp_path)
+    on_postgresql = Databases("postgresql", tmp_path, request)
+    on_sqlite = Databases("sqlite", tmp_path, request)
     try:
         pg, lite = on_postgresql.new(), on_sqlite.new()
         seed(pg, 300, SEED)

@@ -6,6 +6,8 @@
   (the `@sqlite` variant of that statement is a plain read);
 - timestamps: SQLite stores them as ISO-8601 text in UTC, which sorts like time;
 - bulk loading: `COPY` on PostgreSQL, `executemany` on SQLite;
+- per-row statements of a batch: one `unnest` statement on PostgreSQL, `executemany` on SQLite;
+- `IN :list` is `= ANY(:list)` on PostgreSQL (one array parameter, see `rollout.sql`);
 - which driver errors are transient, and which mean the server is unreachable;
 - read-only transactions for the dry run.
 
@@ -15,11 +17,11 @@ The other one, the cross-process lock of `run --auto`, lives in `rollout.lock`.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, TextClause, event
 from sqlalchemy.exc import DBAPIError
 
 POSTGRESQL = "postgresql"
@@ -44,7 +46,18 @@ sqlite3.register_adapter(datetime, _iso)
 
 
 def configure(engine: Engine) -> None:
-    """Connection settings the job relies on; a no-op on PostgreSQL."""
+    """Connection settings the job relies on."""
+    if engine.dialect.name == POSTGRESQL:
+
+        @event.listens_for(engine, "connect")
+        def _on_pg_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Lists (the arrays of `= ANY` and `unnest`) travel in binary: the text form quotes and
+            # escapes every element, which costs more than the statement for a batch's arrays.
+            from psycopg.types.array import ListBinaryDumper
+
+            dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
+
+        return
     if engine.dialect.name != SQLITE:
         return
 
@@ -99,6 +112,23 @@ def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iter
         [tuple(r) for r in materialised],
     )
     return len(materialised)
+
+
+def execute_rows(
+    conn: Connection, statement: TextClause, rows: Sequence[Mapping[str, Any]], **constants: Any
+) -> None:
+    """Runs a per-row statement for every row of a batch; `constants` are the same for every row.
+
+    PostgreSQL gets the statement's `@postgresql` form, which takes one array per column (`unnest`):
+    one statement and one round trip for the whole batch. SQLite, in process, runs the plain form
+    with executemany.
+    """
+    if not rows:
+        return
+    if conn.dialect.name == POSTGRESQL:
+        conn.execute(statement, {key: [row[key] for row in rows] for key in rows[0]} | constants)
+    else:
+        conn.execute(statement, [{**row, **constants} for row in rows])
 
 
 def _driver_error(exc: BaseException) -> BaseException:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from rollout import naming
+from rollout.dialect import execute_rows as bulk_rows
 from rollout.errors import ConcurrentChange
 from rollout.sql import query
 
@@ -73,8 +74,9 @@ class _Owner:
     deleted: bool
 
 
-def _rows(conn: Connection, name: str, **params: Any) -> list[Any]:
-    return list(conn.execute(query(name, conn.dialect.name), params))
+def _rows(conn: Connection, name: str, **params: Any) -> Sequence[Any]:
+    # all() fetches in one call; iterating the result would fetch row by row.
+    return conn.execute(query(name, conn.dialect.name), params).all()
 
 
 def access_digest(project_rows: Iterable[Sequence[Any]], environment_rows: Iterable[Sequence[Any]]) -> str:
@@ -245,119 +247,97 @@ def apply_batch(
     def execute(name: str, params: Any) -> Any:
         return conn.execute(query(name, dialect), params)
 
+    def execute_rows(name: str, rows: Sequence[Mapping[str, Any]], **constants: Any) -> None:
+        bulk_rows(conn, query(name, dialect), rows, **constants)
+
     new = [o for o in plan.owners if not o.existing]
+    execute_rows(
+        "insert_organization",
+        [{"name": o.organization_name, "label": o.organization_label, "owner_id": o.owner_id} for o in new],
+        now=now,
+    )
+    org_of = {o.owner_id: o.organization_id for o in plan.owners if o.organization_id is not None}
     if new:
-        execute(
-            "insert_organization",
-            [
-                {
-                    "name": o.organization_name,
-                    "label": o.organization_label,
-                    "owner_id": o.owner_id,
-                    "now": now,
-                }
-                for o in new
-            ],
-        )
-    org_of: dict[int, int] = {
-        o.owner_id: o.organization_id for o in plan.owners if o.organization_id is not None
-    }
-    if new:
-        created = {
-            row.owner_id: row.id
-            for row in execute("organizations_of_owners", {"owner_ids": [o.owner_id for o in new]})
-        }
-        org_of.update(created)
+        created = execute("organizations_of_owners", {"owner_ids": [o.owner_id for o in new]})
+        org_of.update({row.owner_id: row.id for row in created})
     if len(org_of) != len(plan.owners):
         raise ConcurrentChange("an organization of a batch owner vanished before the batch committed")
 
-    members = []
-    added_members = []
+    members = []  # the owner (when not a member yet) and the collaborators, all recorded as added
     permissions = []
     for o in plan.owners:
         org_id = org_of[o.owner_id]
-        if not o.owner_is_member:
-            members.append({"organization_id": org_id, "user_id": o.owner_id, "now": now})
-        for user_id in o.members_to_add:
-            members.append({"organization_id": org_id, "user_id": user_id, "now": now})
-            added_members.append(
-                {"organization_id": org_id, "user_id": user_id, "owner_id": o.owner_id, "run_id": run_id}
-            )
-        if not o.owner_is_member:
-            added_members.append(
-                {"organization_id": org_id, "user_id": o.owner_id, "owner_id": o.owner_id, "run_id": run_id}
-            )
-        for permission in o.owner_permissions_to_add:
-            permissions.append(
-                {
-                    "organization_id": org_id,
-                    "user_id": o.owner_id,
-                    "permission": permission,
-                    "owner_id": o.owner_id,
-                    "run_id": run_id,
-                }
-            )
-    if members:
-        execute("insert_member", members)
-        execute("record_added_member", added_members)
-    if permissions:
-        execute("insert_permission", permissions)
-        execute("record_added_permission", permissions)
+        joining = ([] if o.owner_is_member else [o.owner_id]) + list(o.members_to_add)
+        members += [{"organization_id": org_id, "user_id": u, "owner_id": o.owner_id} for u in joining]
+        permissions += [
+            {"organization_id": org_id, "user_id": o.owner_id, "permission": p, "owner_id": o.owner_id}
+            for p in o.owner_permissions_to_add
+        ]
+    execute_rows("insert_member", members, now=now)
+    execute_rows("record_added_member", members, run_id=run_id)
+    execute_rows("insert_permission", permissions)
+    execute_rows("record_added_permission", permissions, run_id=run_id)
 
     project_ids = [p for o in plan.owners for p in o.projects]
     org_ids = sorted(set(org_of.values()))
     if project_ids:
-        moved = execute("move_projects", {"organization_ids": org_ids, "project_ids": project_ids}).rowcount
+        params = {
+            "organization_ids": org_ids,
+            "project_ids": project_ids,
+            "project_organizations": [org_of[o.owner_id] for o in plan.owners for _ in o.projects],
+        }
+        moved = execute("move_projects", params).rowcount
         if moved != len(project_ids):
             raise ConcurrentChange(f"{len(project_ids) - moved} projects changed before they could be moved")
-        execute(
-            "record_moved_project",
-            [
-                {
-                    "project_id": p,
-                    "owner_id": o.owner_id,
-                    "organization_id": org_of[o.owner_id],
-                    "run_id": run_id,
-                    "access_digest": digest,
-                }
-                for o in plan.owners
-                for p, digest in o.access_digests
-            ],
-        )
+    execute_rows(
+        "record_moved_project",
+        [
+            {
+                "project_id": p,
+                "owner_id": o.owner_id,
+                "organization_id": org_of[o.owner_id],
+                "access_digest": d,
+            }
+            for o in plan.owners
+            for p, d in o.access_digests
+        ],
+        run_id=run_id,
+    )
 
-    billing_ids = [o.billing_account_id for o in plan.owners if o.billing_account_id is not None]
+    billed = [o for o in plan.owners if o.billing_account_id is not None]
+    billing_ids = [o.billing_account_id for o in billed]
     if billing_ids:
-        moved = execute(
-            "move_billing_accounts", {"organization_ids": org_ids, "billing_account_ids": billing_ids}
-        ).rowcount
-        if moved != len(billing_ids):
+        params = {
+            "organization_ids": org_ids,
+            "billing_account_ids": billing_ids,
+            "billing_organizations": [org_of[o.owner_id] for o in billed],
+        }
+        if execute("move_billing_accounts", params).rowcount != len(billing_ids):
             raise ConcurrentChange("a billing account changed before it could be moved")
 
-    if plan.owners:
-        execute(
-            "record_migrated_owner",
-            [
-                {
-                    "owner_id": o.owner_id,
-                    "wave": wave,
-                    "run_id": run_id,
-                    "organization_id": org_of[o.owner_id],
-                    "organization_name": o.organization_name,
-                    "organization_created": not o.existing,
-                    "billing_account_id": o.billing_account_id,
-                    "now": now,
-                }
-                for o in plan.owners
-            ],
-        )
-    if plan.blocked:
-        execute(
-            "record_blocked_owner",
-            [
-                {"owner_id": b.owner_id, "wave": wave, "run_id": run_id, "reason": b.reason, "now": now}
-                for b in plan.blocked
-            ],
-        )
+    execute_rows(
+        "record_migrated_owner",
+        [
+            {
+                "owner_id": o.owner_id,
+                "organization_id": org_of[o.owner_id],
+                "organization_name": o.organization_name,
+                "organization_created": not o.existing,
+                "billing_account_id": o.billing_account_id,
+            }
+            for o in plan.owners
+        ],
+        wave=wave,
+        run_id=run_id,
+        now=now,
+    )
+    execute_rows(
+        "record_blocked_owner",
+        [{"owner_id": b.owner_id, "reason": b.reason} for b in plan.blocked],
+        wave=wave,
+        run_id=run_id,
+        now=now,
+    )
     return Applied(
         migrated=len(plan.owners),
         blocked=len(plan.blocked),

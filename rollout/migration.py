@@ -247,8 +247,8 @@ def apply_batch(
     def execute(name: str, params: Any) -> Any:
         return conn.execute(query(name, dialect), params)
 
-    def execute_rows(name: str, rows: Sequence[Mapping[str, Any]], **constants: Any) -> None:
-        bulk_rows(conn, query(name, dialect), rows, **constants)
+    def execute_rows(name: str, rows: Sequence[Mapping[str, Any]], **constants: Any) -> int:
+        return bulk_rows(conn, query(name, dialect), rows, **constants)
 
     new = [o for o in plan.owners if not o.existing]
     execute_rows(
@@ -278,17 +278,14 @@ def apply_batch(
     execute_rows("insert_permission", permissions)
     execute_rows("record_added_permission", permissions, run_id=run_id)
 
-    project_ids = [p for o in plan.owners for p in o.projects]
-    org_ids = sorted(set(org_of.values()))
-    if project_ids:
-        params = {
-            "organization_ids": org_ids,
-            "project_ids": project_ids,
-            "project_organizations": [org_of[o.owner_id] for o in plan.owners for _ in o.projects],
-        }
-        moved = execute("move_projects", params).rowcount
-        if moved != len(project_ids):
-            raise ConcurrentChange(f"{len(project_ids) - moved} projects changed before they could be moved")
+    projects = [
+        {"project_id": p, "owner_id": o.owner_id, "organization_id": org_of[o.owner_id]}
+        for o in plan.owners
+        for p in o.projects
+    ]
+    moved = execute_rows("move_projects", projects)
+    if moved != len(projects):
+        raise ConcurrentChange(f"{len(projects) - moved} projects changed before they could be moved")
     execute_rows(
         "record_moved_project",
         [
@@ -304,16 +301,17 @@ def apply_batch(
         run_id=run_id,
     )
 
-    billed = [o for o in plan.owners if o.billing_account_id is not None]
-    billing_ids = [o.billing_account_id for o in billed]
-    if billing_ids:
-        params = {
-            "organization_ids": org_ids,
-            "billing_account_ids": billing_ids,
-            "billing_organizations": [org_of[o.owner_id] for o in billed],
+    billing = [
+        {
+            "billing_account_id": o.billing_account_id,
+            "owner_id": o.owner_id,
+            "organization_id": org_of[o.owner_id],
         }
-        if execute("move_billing_accounts", params).rowcount != len(billing_ids):
-            raise ConcurrentChange("a billing account changed before it could be moved")
+        for o in plan.owners
+        if o.billing_account_id is not None
+    ]
+    if execute_rows("move_billing_accounts", billing) != len(billing):
+        raise ConcurrentChange("a billing account changed before it could be moved")
 
     execute_rows(
         "record_migrated_owner",
@@ -342,7 +340,7 @@ def apply_batch(
         migrated=len(plan.owners),
         blocked=len(plan.blocked),
         organizations_created=len(new),
-        projects_moved=len(project_ids),
+        projects_moved=len(projects),
         members_added=sum(len(o.members_to_add) for o in plan.owners),
-        billing_accounts_moved=len(billing_ids),
+        billing_accounts_moved=len(billing),
     )

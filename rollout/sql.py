@@ -18,6 +18,7 @@ from rollout import dialect
 
 _HEADER = re.compile(r"^-- name: (\S+)[^\n]*\n", re.M)
 _EXPANDING = re.compile(r"\bIN\s+:(\w+)", re.I)
+_ROWS = re.compile(r"\bROWS\s+(\w+)\s*\(([^)]*)\)")
 # Lists of text: an empty one must still compare as text (PostgreSQL refuses `text = integer`).
 _TEXT_LISTS = frozenset({"names", "project_ids", "regions"})
 
@@ -53,7 +54,10 @@ def query(name: str, dialect_name: str) -> TextClause:
     statement.
     """
     statements = _statements()
-    body = statements.get(f"{name}@{dialect_name}") or statements[name]
+    body = _ROWS.sub(
+        lambda m: _rows_source(m.group(1), m.group(2), dialect_name),
+        statements.get(f"{name}@{dialect_name}") or statements[name],
+    )
     if dialect_name == dialect.POSTGRESQL:
         return text(_EXPANDING.sub(r"= ANY(:\1)", body))
     clause = text(body)
@@ -63,6 +67,14 @@ def query(name: str, dialect_name: str) -> TextClause:
             *(bindparam(p, expanding=True, type_=String() if p in _TEXT_LISTS else None) for p in expanding)
         )
     return clause
+
+
+def _rows_source(alias: str, spec: str, dialect_name: str) -> str:
+    columns = [column.split() for column in spec.split(",")]
+    if dialect_name == dialect.POSTGRESQL:
+        arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns)
+        return f"unnest({arrays}) AS {alias} ({', '.join(name for name, _ in columns)})"
+    return f"(SELECT {', '.join(f':{name} AS {name}' for name, _ in columns)}) AS {alias}"
 
 
 def script(filename: str, dialect_name: str) -> list[str]:

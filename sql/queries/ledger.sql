@@ -2,15 +2,18 @@
 
 -- name: record_moved_project
 INSERT INTO rollout_moved_projects (project_id, owner_id, organization_id, run_id, access_digest)
-VALUES (:project_id, :owner_id, :organization_id, :run_id, :access_digest);
+SELECT t.project_id, t.owner_id, t.organization_id, :run_id, t.access_digest
+FROM ROWS t (project_id TEXT, owner_id BIGINT, organization_id BIGINT, access_digest TEXT);
 
 -- name: record_added_member
 INSERT INTO rollout_added_members (organization_id, user_id, owner_id, run_id)
-VALUES (:organization_id, :user_id, :owner_id, :run_id);
+SELECT t.organization_id, t.user_id, t.owner_id, :run_id
+FROM ROWS t (organization_id BIGINT, user_id BIGINT, owner_id BIGINT);
 
 -- name: record_added_permission
 INSERT INTO rollout_added_permissions (organization_id, user_id, permission, owner_id, run_id)
-VALUES (:organization_id, :user_id, :permission, :owner_id, :run_id);
+SELECT t.organization_id, t.user_id, t.permission, t.owner_id, :run_id
+FROM ROWS t (organization_id BIGINT, user_id BIGINT, permission TEXT, owner_id BIGINT);
 
 -- name: record_migrated_owner
 -- A late arrival keeps what the first migration recorded: its wave, that it created the
@@ -18,8 +21,11 @@ VALUES (:organization_id, :user_id, :permission, :owner_id, :run_id);
 INSERT INTO rollout_owners (owner_id, state, wave, run_id, organization_id, organization_name,
                             organization_created, billing_account_id, reason, error, attempts,
                             migrated_at, updated_at)
-VALUES (:owner_id, 'migrated', :wave, :run_id, :organization_id, :organization_name,
-        :organization_created, :billing_account_id, NULL, NULL, 0, :now, :now)
+SELECT t.owner_id, 'migrated', :wave, :run_id, t.organization_id, t.organization_name,
+       t.organization_created, t.billing_account_id, NULL, NULL, 0, :now, :now
+FROM ROWS t (owner_id BIGINT, organization_id BIGINT, organization_name TEXT, organization_created BOOLEAN,
+             billing_account_id BIGINT)
+WHERE true  -- SQLite needs a WHERE to tell ON CONFLICT from a join's ON
 ON CONFLICT (owner_id) DO UPDATE SET
     state = 'migrated',
     wave = CASE WHEN rollout_owners.state = 'migrated' THEN rollout_owners.wave ELSE excluded.wave END,
@@ -41,7 +47,9 @@ ON CONFLICT (owner_id) DO UPDATE SET
 -- name: record_blocked_owner
 -- A migrated owner whose late arrival is blocked stays migrated; verify reports the project.
 INSERT INTO rollout_owners (owner_id, state, wave, run_id, reason, updated_at)
-VALUES (:owner_id, 'blocked', :wave, :run_id, :reason, :now)
+SELECT t.owner_id, 'blocked', :wave, :run_id, t.reason, :now
+FROM ROWS t (owner_id BIGINT, reason TEXT)
+WHERE true
 ON CONFLICT (owner_id) DO UPDATE SET
     state = CASE WHEN rollout_owners.state = 'migrated' THEN 'migrated' ELSE 'blocked' END,
     reason = excluded.reason,

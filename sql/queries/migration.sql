@@ -75,33 +75,27 @@ SELECT name FROM organizations WHERE name IN :names;
 
 -- name: insert_organization
 INSERT INTO organizations (name, label, owner_id, created_at)
-VALUES (:name, :label, :owner_id, :now);
+SELECT t.name, t.label, t.owner_id, :now FROM ROWS t (name TEXT, label TEXT, owner_id BIGINT);
 
 -- name: organizations_of_owners
 SELECT id, owner_id FROM organizations WHERE owner_id IN :owner_ids;
 
 -- name: insert_member
 INSERT INTO organization_members (organization_id, user_id, created_at)
-VALUES (:organization_id, :user_id, :now);
+SELECT t.organization_id, t.user_id, :now FROM ROWS t (organization_id BIGINT, user_id BIGINT);
 
 -- name: insert_permission
 INSERT INTO organization_member_permissions (organization_id, user_id, permission)
-VALUES (:organization_id, :user_id, :permission);
+SELECT t.organization_id, t.user_id, t.permission FROM ROWS t (organization_id BIGINT, user_id BIGINT, permission TEXT);
 
 -- name: move_projects
--- Each project into the one organization of its owner among this batch's targets.
-UPDATE projects
-SET organization_id = (
-    SELECT o.id FROM organizations o
-    WHERE o.owner_id = projects.owner_id AND o.id IN :organization_ids
-)
-WHERE id IN :project_ids AND organization_id IS NULL;
+-- Each project into its owner's organization; one moved or re-owned meanwhile is not touched (the
+-- caller compares the count).
+UPDATE projects SET organization_id = t.organization_id
+FROM ROWS t (project_id TEXT, owner_id BIGINT, organization_id BIGINT)
+WHERE projects.id = t.project_id AND projects.owner_id = t.owner_id AND projects.organization_id IS NULL;
 
 -- name: move_billing_accounts
-UPDATE billing_accounts
-SET organization_id = (
-        SELECT o.id FROM organizations o
-        WHERE o.owner_id = billing_accounts.user_id AND o.id IN :organization_ids
-    ),
-    user_id = NULL
-WHERE id IN :billing_account_ids AND user_id IS NOT NULL;
+UPDATE billing_accounts SET organization_id = t.organization_id, user_id = NULL
+FROM ROWS t (billing_account_id BIGINT, owner_id BIGINT, organization_id BIGINT)
+WHERE billing_accounts.id = t.billing_account_id AND billing_accounts.user_id = t.owner_id;

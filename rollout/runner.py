@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import islice
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -23,6 +24,17 @@ from rollout.plan import Settings
 from rollout.selection import chunks
 
 log = structlog.get_logger("rollout.runner")
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (Linux), for the log: memory must stay flat."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 class Aborted(BaseException):
@@ -150,6 +162,7 @@ class Runner:
         )
         log.info(
             "run.finished",
+            peak_rss_mb=peak_rss_mb(),
             outcome=outcome,
             stopped_by=stopped_by,
             duration_s=round(time.monotonic() - started, 3),

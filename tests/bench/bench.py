@@ -7,8 +7,8 @@ of a 100 % wave as a subprocess, with its peak memory. Prints the figures and th
 
 from __future__ import annotations
 
+import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -16,11 +16,11 @@ import time
 import uuid
 from pathlib import Path
 
-from rollout.seed import seed
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from rollout import db
+from rollout.seed import seed
 from rollout.sql import sql_dir
 
 SERVER = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
@@ -85,7 +85,8 @@ def main() -> int:
                     url["rollout"],
                     "--plan",
                     str(plan),
-                    "-q",
+                    "--log-format",
+                    "json",
                     "run",
                     "--wave",
                     "everyone",
@@ -95,9 +96,12 @@ def main() -> int:
                 check=False,
             )
             rollout_s = time.perf_counter() - started
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        # The run reports its own peak (VmHWM); a child's rusage would include this process, from
+        # which it was forked.
+        finished = [json.loads(line) for line in result.stderr.splitlines() if '"run.finished"' in line]
+        peak_mb = finished[-1].get("peak_rss_mb") if finished else None
         print(
-            f"rollout run --wave everyone (batch {BATCH}): {rollout_s:.1f} s, peak RSS {peak_mb:.0f} MB,"
+            f"rollout run --wave everyone (batch {BATCH}): {rollout_s:.1f} s, peak RSS {peak_mb} MB,"
             f" exit {result.returncode}"
         )
         print(f"  {result.stdout.strip()}")

@@ -285,7 +285,9 @@ def rollback_command(
     click.echo(render_rollback(report, fmt))
     if owner_id is not None and report.not_migrated:
         click.echo(f"rollout: owner {owner_id} is not migrated by the job; nothing to roll back", err=True)
-    return 0
+    for failed_owner, error in report.failed:
+        click.echo(f"  owner {failed_owner} could not be rolled back: {error}", err=True)
+    return 1 if report.failed else 0
 
 
 @cli.command()

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine
 
 from rollout import db
 from rollout.clock import utcnow
-from rollout.errors import UsageError
+from rollout.errors import DatabaseUnavailable, UsageError
 from rollout.selection import PAGE_SIZE, chunks
 from rollout.sql import query
 
@@ -42,6 +42,7 @@ class RollbackReport:
     dry_run: bool
     owners: list[OwnerRollback] = field(default_factory=list)
     not_migrated: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,7 @@ class RollbackReport:
                 for o in self.owners
             ],
             "not_migrated": self.not_migrated,
+            "failed": [{"owner_id": owner_id, "error": error} for owner_id, error in self.failed],
         }
 
 
@@ -147,30 +149,52 @@ def rollback(
     dry_run: bool,
     batch_size: int = 500,
 ) -> RollbackReport:
-    """Rolls owners back a batch per transaction; with `dry_run` every transaction is rolled back."""
+    """Rolls owners back a batch per transaction; with `dry_run` every transaction is rolled back.
+
+    An owner whose rollback fails (its billing account cannot go back because the user has a new
+    one, say) is isolated as in a migration: the batch is split until that owner is alone, and it is
+    reported as failed, still migrated.
+    """
     report = RollbackReport(dry_run)
     for batch in chunks(owner_ids, batch_size):
-
-        def work(conn: Connection, batch: list[int] = batch) -> list[OwnerRollback]:
-            done = _rollback_batch(conn, batch, run_id)
-            if dry_run:
-                raise _DryRun(done)
-            return done
-
-        try:
-            done = db.transaction(engine, work)
-        except _DryRun as dry:
-            done = dry.result
-        report.owners.extend(done)
-        handled = {o.owner_id for o in done}
-        report.not_migrated.extend(i for i in batch if i not in handled)
-        if not dry_run and done:
-            log.info(
-                "rollback.batch",
-                owners=len(done),
-                organizations_deleted=sum(o.organization_deleted for o in done),
-            )
+        _rollback_isolated(engine, batch, run_id, dry_run, report)
     return report
+
+
+def _rollback_isolated(
+    engine: Engine, batch: list[int], run_id: str, dry_run: bool, report: RollbackReport
+) -> None:
+    def work(conn: Connection) -> list[OwnerRollback]:
+        done = _rollback_batch(conn, batch, run_id)
+        if dry_run:
+            raise _DryRun(done)
+        return done
+
+    try:
+        done = db.transaction(engine, work)
+    except _DryRun as dry:
+        done = dry.result
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        if len(batch) == 1:
+            error = f"{type(exc).__name__}: {db.describe(exc)}"
+            report.failed.append((batch[0], error))
+            log.error("rollback.owner_failed", owner_id=batch[0], error=error)
+            return
+        middle = len(batch) // 2
+        _rollback_isolated(engine, batch[:middle], run_id, dry_run, report)
+        _rollback_isolated(engine, batch[middle:], run_id, dry_run, report)
+        return
+    report.owners.extend(done)
+    handled = {o.owner_id for o in done}
+    report.not_migrated.extend(i for i in batch if i not in handled)
+    if not dry_run and done:
+        log.info(
+            "rollback.batch",
+            owners=len(done),
+            organizations_deleted=sum(o.organization_deleted for o in done),
+        )
 
 
 def check_owner(engine: Engine, owner_id: int) -> None:

@@ -115,9 +115,10 @@ class Platform:
         projects: tuple[str, ...] = (),
         invoices: int = 2,
         vouchers: int = 1,
+        id: int | None = None,
     ) -> int:
         self._billing_id += 1
-        bid = self._billing_id
+        bid = id or self._billing_id
         self._insert(
             "billing_accounts",
             id=bid,

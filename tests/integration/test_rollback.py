@@ -108,3 +108,18 @@ def test_a_rolled_back_owner_is_skipped_by_its_wave_and_migrated_again_by_run_ow
         assert (
             conn.execute(text("SELECT COUNT(*) FROM rollout_moved_projects WHERE owner_id = 1")).scalar() == 2
         )
+
+
+def test_an_owner_whose_rollback_fails_is_isolated_and_reported(engine: Engine) -> None:
+    """Owner 1's billing account cannot go back (the user opened a new one since): owner 1 is reported
+    failed and stays migrated, untouched; owner 2 in the same batch is rolled back."""
+    build(engine)
+    run_wave(engine, Wave(name="w", owners=(1, 2)))
+    with engine.begin() as conn:
+        Platform(conn).billing(user_id=1, id=900)
+    report = rollback(engine, [1, 2], run_id=new_run_id(), dry_run=False)
+    assert [o.owner_id for o in report.owners] == [2]
+    assert [owner for owner, _ in report.failed] == [1]
+    assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 1") == "migrated"
+    assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE owner_id = 1 AND organization_id IS NOT NULL") == 2
+    assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 2") == "rolled-back"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -216,19 +217,34 @@ def run(ctx: click.Context, /, workers: int, metrics_file: Path | None, **option
     return summary.exit_code
 
 
-def _progress_bar() -> Any:
-    """On a terminal, a bar of owners done out of those selected, with rate and time left."""
-    if not sys.stderr.isatty():
-        return None
+class _Bar:
+    """Owners done out of those selected, with rate and time left, on stderr."""
 
-    def start(total: int | None) -> Any:
-        bar = click.progressbar(
-            length=total or 0, label="owners", file=sys.stderr, show_pos=True, show_eta=True
+    def __init__(self, total: int | None) -> None:
+        self._bar: Any = click.progressbar(
+            length=total or 0,
+            label="owners",
+            file=sys.stderr,
+            show_pos=True,
+            show_eta=True,
+            item_show_func=lambda rate: rate,
         )
-        bar.__enter__()
-        return bar.update
+        self._started = time.monotonic()
+        self._done = 0
+        self._bar.__enter__()
 
-    return start
+    def update(self, owners: int) -> None:
+        self._done += owners
+        rate = self._done / max(time.monotonic() - self._started, 1e-6)
+        self._bar.update(owners, f"{rate:,.0f} owners/s")
+
+    def finish(self) -> None:
+        self._bar.__exit__(None, None, None)
+
+
+def _progress_bar() -> Any:
+    """A bar on a terminal; nothing when stderr goes to a file or a pipe."""
+    return _Bar if sys.stderr.isatty() else None
 
 
 @cli.command()

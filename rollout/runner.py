@@ -10,7 +10,7 @@ from datetime import timedelta
 from itertools import islice
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Connection, Engine
@@ -35,6 +35,14 @@ def peak_rss_mb() -> float | None:
     except OSError:
         pass
     return None
+
+
+class Progress(Protocol):
+    """What the loop tells a progress display (a bar on a terminal)."""
+
+    def update(self, owners: int) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 class Aborted(BaseException):
@@ -104,7 +112,7 @@ class Runner:
         mode: str,
         wave: str | None,
         limits: Limits | None = None,
-        progress: Any = None,
+        progress: Progress | None = None,
         approved: ApprovedPlan | None = None,
     ) -> None:
         self.run_id = run_id
@@ -132,7 +140,7 @@ class Runner:
                 for batch in chunks(self._limited(owner_ids), self.settings.batch_size):
                     self._process(batch)
                     if self.progress is not None:
-                        self.progress(len(batch))
+                        self.progress.update(len(batch))
                     stopped_by = self._why_stop(stop, started)
                     if stopped_by:
                         break
@@ -151,6 +159,8 @@ class Runner:
         elif self.counts.failed:
             outcome = "failed"
         self._finish(outcome, stopped_by)
+        if self.progress is not None:
+            self.progress.finish()
         summary = RunSummary(
             self.run_id,
             outcome,
@@ -231,7 +241,9 @@ class Runner:
             log.warning("owner.drifted", owner_id=drift.owner_id, detail=drift.why)
         self.drifted.extend(drifted)
         elapsed = time.monotonic() - started
-        log.info(
+        # With a progress bar on the terminal the bar tells the same; the event stays for -v.
+        emit = log.debug if self.progress is not None else log.info
+        emit(
             "batch.committed",
             owners=len(owner_ids),
             migrated=applied.migrated,

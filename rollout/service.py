@@ -18,7 +18,7 @@ from rollout.clock import utcnow
 from rollout.errors import Halted, UsageError
 from rollout.lock import auto_lock
 from rollout.plan import Plan, Settings, Wave
-from rollout.runner import Limits, Runner, RunSummary
+from rollout.runner import Limits, Progress, Runner, RunSummary
 from rollout.selection import wave_owners
 from rollout.settings import Settings as Config
 from rollout.status import completed_waves, record_completions, wave_counts
@@ -55,11 +55,17 @@ class Outcome:
         return self.summary.exit_code if self.summary is not None else 0
 
 
-Progress = Callable[[int | None], Callable[[int], None] | None]
+# Given the number of owners a run will attempt, the display to keep up to date.
+ProgressFactory = Callable[[int | None], Progress]
 
 
 def run(
-    engine: Engine, config: Config, request: RunRequest, *, run_id: str, progress: Progress | None = None
+    engine: Engine,
+    config: Config,
+    request: RunRequest,
+    *,
+    run_id: str,
+    progress: ProgressFactory | None = None,
 ) -> Outcome:
     """Carries out a `rollout run`. The plan file is needed for waves; one owner or an approved report
     take only its `[rollout]` settings, and the defaults when there is no plan file."""
@@ -90,7 +96,7 @@ def run_wave(
     request: RunRequest,
     run_id: str,
     mode: str,
-    progress: Progress | None,
+    progress: ProgressFactory | None,
 ) -> RunSummary:
     """Runs a wave, then dates its completion if it is complete now."""
     settings = _settings(plan, request)
@@ -101,7 +107,9 @@ def run_wave(
     return summary
 
 
-def _auto(engine: Engine, plan: Plan, request: RunRequest, run_id: str, progress: Progress | None) -> Outcome:
+def _auto(
+    engine: Engine, plan: Plan, request: RunRequest, run_id: str, progress: ProgressFactory | None
+) -> Outcome:
     waves = wave_counts(engine, plan)
     record_completions(engine, waves)
     decision = choose(plan, waves, {c.wave: c for c in completed_waves(engine)}, utcnow())
@@ -118,7 +126,8 @@ def _auto(engine: Engine, plan: Plan, request: RunRequest, run_id: str, progress
 def _selected_count(engine: Engine, plan: Plan, wave: Wave, request: RunRequest) -> int | None:
     for status in wave_counts(engine, plan):
         if status.wave == wave.name:
-            todo = status.remaining + (status.failed if request.retry_failed else 0)
+            # Blocked owners are looked at again by every run; they count as attempted.
+            todo = status.remaining + status.blocked + (status.failed if request.retry_failed else 0)
             return min(todo, request.max_owners) if request.max_owners else todo
     return None
 
@@ -139,7 +148,7 @@ def _runner(
     request: RunRequest,
     *,
     approved: ApprovedPlan | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Runner:
     logs.bind(run_id, wave)
     return Runner(

@@ -217,3 +217,35 @@ def test_the_metrics_file_parses_and_carries_the_counts(
     assert samples[("rollout_wave_complete", (("wave", "everyone"),))] == 1
     assert samples[("rollout_last_success_timestamp_seconds", ())] > 1.7e9
     assert ("rollout_run_duration_seconds", ()) in samples
+
+
+def test_max_owners_and_time_budget_stop_between_batches_with_exit_0(
+    engine: Engine, db_url: str, plan: Path
+) -> None:
+    """--max-owners stops after that many owners; a spent --time-budget stops after the batch under way;
+    both exit 0, say why, and leave the rest for the next run."""
+    many_owners(engine, 30)
+    result = rollout("run", "--wave", "everyone", "--max-owners", "7", db_url=db_url, plan=plan)
+    assert result.returncode == 0, result.stderr
+    assert "7 migrated" in result.stdout
+    result = rollout("run", "--wave", "everyone", "--time-budget", "0s", db_url=db_url, plan=plan)
+    assert result.returncode == 0, result.stderr
+    assert "1 migrated" in result.stdout and "time budget reached" in result.stdout
+    assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NULL") == 22
+    assert scalar(engine, "SELECT outcome FROM rollout_runs ORDER BY started_at DESC LIMIT 1") == "succeeded"
+
+
+def test_a_second_signal_aborts_the_batch_under_way(engine: Engine, db_url: str, plan: Path) -> None:
+    """Two SIGTERMs: the batch under way rolls back, the run is recorded interrupted, the process ends
+    promptly, and no owner is half-migrated."""
+    many_owners(engine, OWNERS)
+    process = start(db_url, plan, "--wave", "everyone")
+    wait_for_progress(engine, process)
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)
+    _, err = finish(process)
+    assert process.returncode == 0, err
+    assert scalar(engine, "SELECT outcome FROM rollout_runs") == "interrupted"
+    assert half_migrated_owners(engine) == []
+    migrated = scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'")
+    assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL") == migrated

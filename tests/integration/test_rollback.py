@@ -121,5 +121,8 @@ def test_an_owner_whose_rollback_fails_is_isolated_and_reported(engine: Engine) 
     assert [o.owner_id for o in report.owners] == [2]
     assert [owner for owner, _ in report.failed] == [1]
     assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 1") == "migrated"
-    assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE owner_id = 1 AND organization_id IS NOT NULL") == 2
+    assert (
+        scalar(engine, "SELECT COUNT(*) FROM projects WHERE owner_id = 1 AND organization_id IS NOT NULL")
+        == 2
+    )
     assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 2") == "rolled-back"

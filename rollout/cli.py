@@ -373,8 +373,8 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="rollout", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("rollout: aborted", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("rollout: interrupted", err=True)
         code = 130
     except click.ClickException as exc:
         click.echo(f"rollout: error: {exc.format_message()}", err=True)

@@ -265,3 +265,38 @@ def half_migrated_owners(engine: Engine) -> list[int]:
     """
     with engine.connect() as conn:
         return sorted(r[0] for r in conn.execute(text(sql)))
+
+
+def inject_failure(engine: Engine, condition: str) -> None:
+    """A trigger that makes the migration's project update fail where `condition` (on NEW) holds:
+    a real database error in the middle of a batch, on either backend."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'injected failure for %', NEW.id; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER boom BEFORE UPDATE ON projects FOR EACH ROW "
+                    f"WHEN ({condition}) EXECUTE FUNCTION boom()"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER boom BEFORE UPDATE ON projects WHEN {condition} "
+                    "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+                )
+            )
+
+
+def remove_failure(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "DROP TRIGGER boom ON projects" if conn.dialect.name == "postgresql" else "DROP TRIGGER boom"
+            )
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.support import Platform, rollout, scalar, snapshot
+from tests.support import Platform, inject_failure, rollout, scalar, snapshot
 
 PLAN = """
 [rollout]
@@ -84,27 +84,7 @@ def test_a_failed_owner_exits_1_and_a_broken_invariant_makes_verify_exit_1(
 ) -> None:
     """Exit 1 when an owner failed (the others migrate); verify exits 1 naming the owner whose
     invariant was broken on purpose."""
-    with platform.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN RAISE EXCEPTION 'injected'; END $$"
-                )
-            )
-            conn.execute(
-                text(
-                    "CREATE TRIGGER boom BEFORE UPDATE ON projects FOR EACH ROW "
-                    "WHEN (NEW.id = 'p3') EXECUTE FUNCTION boom()"
-                )
-            )
-        else:
-            conn.execute(
-                text(
-                    "CREATE TRIGGER boom BEFORE UPDATE ON projects WHEN NEW.id = 'p3' "
-                    "BEGIN SELECT RAISE(ABORT, 'injected'); END"
-                )
-            )
+    inject_failure(platform, "NEW.id = 'p3'")
     result = rollout("run", "--wave", "everyone", db_url=db_url, plan=plan)
     assert result.returncode == 1, result.stderr
     assert "owner 3 failed" in result.stderr and "Traceback" not in result.stderr

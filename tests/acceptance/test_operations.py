@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from rollout.lock import auto_lock
-from tests.support import REPO, half_migrated_owners, many_owners, rollout, scalar
+from tests.support import REPO, half_migrated_owners, inject_failure, many_owners, rollout, scalar
 
 PLAN = '[rollout]\nbatch_size = 1\nmax_failures = 3\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
 OWNERS = 1500
@@ -128,27 +128,7 @@ def test_the_error_budget_halts_a_run_with_exit_4(engine: Engine, db_url: str, p
     """Owners made to fail by a trigger: once more than max_failures (3) failed, the run halts with
     exit 4 and says why; the failed owners are recorded."""
     many_owners(engine, 40)
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN RAISE EXCEPTION 'injected'; END $$"
-                )
-            )
-            conn.execute(
-                text(
-                    "CREATE TRIGGER boom BEFORE UPDATE ON projects FOR EACH ROW "
-                    "WHEN (NEW.owner_id % 5 = 0) EXECUTE FUNCTION boom()"
-                )
-            )
-        else:
-            conn.execute(
-                text(
-                    "CREATE TRIGGER boom BEFORE UPDATE ON projects WHEN NEW.owner_id % 5 = 0 "
-                    "BEGIN SELECT RAISE(ABORT, 'injected'); END"
-                )
-            )
+    inject_failure(engine, "NEW.owner_id % 5 = 0")
     result = rollout("run", "--wave", "everyone", db_url=db_url, plan=plan)
     assert result.returncode == 4, result.stderr
     assert "error budget" in result.stderr

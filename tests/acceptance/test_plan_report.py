@@ -10,17 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from rollout.db import JOB_TABLES
 from tests.support import Platform, rollout, rows, snapshot
 
 PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
-JOB_TABLES = (
-    "rollout_runs",
-    "rollout_owners",
-    "rollout_moved_projects",
-    "rollout_added_members",
-    "rollout_added_permissions",
-    "rollout_control",
-)
 
 
 @pytest.fixture

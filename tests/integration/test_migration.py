@@ -7,7 +7,7 @@ from sqlalchemy import Engine, text
 
 from rollout.plan import Wave
 from tests.integration.helpers import run_owner, run_wave
-from tests.support import Platform, rows, scalar, snapshot
+from tests.support import Platform, inject_failure, remove_failure, rows, scalar, snapshot
 
 ALL_PERMISSIONS = {"plans", "billing", "projects:create", "members"}
 
@@ -199,39 +199,6 @@ def test_a_second_run_changes_nothing(alice: Engine, engine: Engine) -> None:
     assert snapshot(alice) == before
 
 
-def _inject_failure(engine: Engine, project_id: str) -> None:
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS "
-                    "$$ BEGIN RAISE EXCEPTION 'injected failure for %', NEW.id; END $$"
-                )
-            )
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER boom BEFORE UPDATE ON projects FOR EACH ROW "
-                    f"WHEN (NEW.id = '{project_id}') EXECUTE FUNCTION boom()"
-                )
-            )
-        else:
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER boom BEFORE UPDATE ON projects WHEN NEW.id = '{project_id}' "
-                    "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-                )
-            )
-
-
-def _remove_failure(engine: Engine) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "DROP TRIGGER boom ON projects" if conn.dialect.name == "postgresql" else "DROP TRIGGER boom"
-            )
-        )
-
-
 def test_a_failing_owner_is_isolated_and_leaves_nothing_half_done(engine: Engine) -> None:
     """SPEC 6: an exception in the middle of a batch fails only its owner, recorded with the error;
     the rest of the batch migrates; the failed owner has no organization and no changed row; it is
@@ -243,7 +210,7 @@ def test_a_failing_owner_is_isolated_and_leaves_nothing_half_done(engine: Engine
             p.user(owner)
             p.project(f"p{owner}", owner, access={100: "viewer"})
             p.billing(user_id=owner, projects=(f"p{owner}",))
-    _inject_failure(engine, "p5")
+    inject_failure(engine, "NEW.id = 'p5'")
     summary = run_wave(engine, batch_size=10)
     assert (summary.counts.migrated, summary.counts.failed, summary.exit_code) == (9, 1, 1)
     assert scalar(engine, "SELECT COUNT(*) FROM organizations WHERE owner_id = 5") == 0
@@ -258,7 +225,7 @@ def test_a_failing_owner_is_isolated_and_leaves_nothing_half_done(engine: Engine
     assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 5") == "failed"
     assert "injected failure" in scalar(engine, "SELECT error FROM rollout_owners WHERE owner_id = 5")
 
-    _remove_failure(engine)
+    remove_failure(engine)
     assert run_wave(engine).counts.attempted == 0
     summary = run_wave(engine, retry_failed=True)
     assert (summary.counts.migrated, summary.exit_code) == (1, 0)

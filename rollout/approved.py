@@ -31,15 +31,41 @@ class ApprovedPlan:
             raise UsageError(f"{path}: not a JSON report of `rollout plan --format json`: {exc}") from exc
         if not isinstance(report, dict) or not {"wave", "owners", "fingerprint"} <= set(report):
             raise UsageError(f"{path}: not a JSON report of `rollout plan --format json`")
-        if report["fingerprint"] != fingerprint_of(report):
+        try:
+            fingerprint = fingerprint_of(report)
+            entries = {int(e["owner_id"]): e for e in report["owners"]}
+            names = {
+                i: str(e["organization"]["name"])
+                for i, e in entries.items()
+                if not e["organization"]["existing"]
+            }
+            blocked = {int(e["owner_id"]): str(e["reason"]) for e in report.get("blocked", [])}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UsageError(
+                f"{path}: not a JSON report of `rollout plan --format json` ({type(exc).__name__}: {exc})"
+            ) from exc
+        if report["fingerprint"] != fingerprint:
             raise UsageError(
                 f"{path}: the report was changed after it was generated (fingerprint mismatch); "
                 "refusing to run it"
             )
         self.path = path
         self.wave: str = report["wave"]
-        self.entries: dict[int, dict[str, Any]] = {e["owner_id"]: e for e in report["owners"]}
-        self.blocked: dict[int, str] = {e["owner_id"]: e["reason"] for e in report.get("blocked", [])}
+        self.entries: dict[int, dict[str, Any]] = entries
+        self.names = names
+        self.blocked: dict[int, str] = blocked
+        self.migrated_before: set[int] = set()
+
+    def to_attempt(self, states: dict[int, str], *, retry_failed: bool) -> list[int]:
+        """The report's owners a run attempts, given what the job recorded for them: as for a wave,
+        rolled-back owners wait for `run --owner` and failed ones for `--retry-failed`; owners an
+        earlier run of the report migrated are remembered so that they do not count as drifted."""
+        self.migrated_before = {i for i, state in states.items() if state == "migrated"}
+        return [
+            i
+            for i in self.owner_ids()
+            if states.get(i) != "rolled-back" and (retry_failed or states.get(i) != "failed")
+        ]
 
     def owner_ids(self) -> list[int]:
         """The report's owners and its blocked owners (recorded as blocked again, never touched)."""
@@ -66,7 +92,9 @@ class ApprovedPlan:
             elif owner_id in blocked:
                 drifted.append(Drift(owner_id, f"blocked now: {blocked[owner_id]}"))
             elif owner_id not in now:
-                drifted.append(Drift(owner_id, "no legacy project left (migrated or changed meanwhile)"))
+                if owner_id not in self.migrated_before:
+                    drifted.append(Drift(owner_id, "no legacy project left (changed meanwhile)"))
+                # else: migrated by an earlier run of this report; nothing left to do
             else:
                 entry = owner_entry(now[owner_id])
                 changed = [key for key in entry if entry[key] != approved.get(key)]

@@ -58,19 +58,25 @@ def _canonical(entry: dict[str, Any]) -> bytes:
 
 
 class Fingerprint:
-    """A digest of the wave name, the owner entries and the blocked entries, in report order."""
+    """A digest of the wave name, the owner entries in report order and the blocked entries in report
+    order. Owners and blocked owners are digested apart, so the order in which a writer meets them
+    (interleaved, batch by batch) does not matter."""
 
     def __init__(self, wave: str) -> None:
-        self._hash = hashlib.sha256(f"wave:{wave}\n".encode())
+        self._wave = wave
+        self._owners = hashlib.sha256()
+        self._blocked = hashlib.sha256()
 
     def owner(self, entry: dict[str, Any]) -> None:
-        self._hash.update(b"o" + _canonical(entry))
+        self._owners.update(_canonical(entry))
 
     def blocked(self, entry: dict[str, Any]) -> None:
-        self._hash.update(b"b" + _canonical(entry))
+        self._blocked.update(_canonical(entry))
 
     def hexdigest(self) -> str:
-        return FINGERPRINT_PREFIX + self._hash.hexdigest()
+        whole = hashlib.sha256(f"wave:{self._wave}\n".encode())
+        whole.update(self._owners.digest() + self._blocked.digest())
+        return FINGERPRINT_PREFIX + whole.hexdigest()
 
 
 def fingerprint_of(report: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from rollout.errors import DatabaseUnavailable, Halted
 from rollout.migration import Applied, apply_batch, compute_batch
 from rollout.plan import Settings
 from rollout.selection import chunks
+from rollout.status import over_budget
 
 log = structlog.get_logger("rollout.runner")
 
@@ -44,6 +45,11 @@ class Progress(Protocol):
     def update(self, owners: int) -> None: ...
 
     def finish(self) -> None: ...
+
+
+class _BudgetSpent(Exception):
+    """Raised out of a failing batch as soon as the error budget is spent: a systematic fault must
+    not fail a whole batch of owners before the run halts."""
 
 
 class Aborted(BaseException):
@@ -149,6 +155,8 @@ class Runner:
                         break
         except Aborted as exc:
             outcome, stopped_by = "interrupted", f"aborted by a second {exc}"
+        except _BudgetSpent:
+            stopped_by = "error budget exceeded"
         except DatabaseUnavailable:
             self._finish("crashed", "database unreachable")
             raise
@@ -201,16 +209,7 @@ class Runner:
                 "run.stopping", signal=stop.signal_name, detail="the batch committed; a second signal aborts"
             )
             return "signal"
-        s = self.settings
-        failed, attempted = self.counts.failed, self.counts.attempted
-        if failed > s.max_failures or (attempted >= s.min_attempts and failed > s.error_budget * attempted):
-            log.error(
-                "run.error_budget_exceeded",
-                failed=failed,
-                attempted=attempted,
-                error_budget=s.error_budget,
-                max_failures=s.max_failures,
-            )
+        if self._over_budget():
             return "error budget exceeded"
         if (
             self.limits.time_budget is not None
@@ -221,6 +220,19 @@ class Runner:
             return "paused"
         return None
 
+    def _over_budget(self) -> bool:
+        s, failed, attempted = self.settings, self.counts.failed, self.counts.attempted
+        if not over_budget(s, failed, attempted):
+            return False
+        log.error(
+            "run.error_budget_exceeded",
+            failed=failed,
+            attempted=attempted,
+            error_budget=s.error_budget,
+            max_failures=s.max_failures,
+        )
+        return True
+
     def _process(self, owner_ids: Sequence[int]) -> None:
         """Migrates a batch; a failing owner is isolated by splitting the batch until it is alone."""
         started = time.monotonic()
@@ -228,11 +240,13 @@ class Runner:
             applied, counts, drifted = db.transaction(
                 self.engine, lambda conn: self._migrate(conn, owner_ids)
             )
-        except (DatabaseUnavailable, Aborted):
+        except (DatabaseUnavailable, Aborted, _BudgetSpent):
             raise
         except Exception as exc:
             if len(owner_ids) == 1:
                 self._fail(owner_ids[0], exc)
+                if self._over_budget():
+                    raise _BudgetSpent from None
                 return
             log.warning("batch.split", owners=len(owner_ids), error=db.describe(exc))
             middle = len(owner_ids) // 2

@@ -29,7 +29,8 @@ class Candidate:
     owner_id: int
     legacy_projects: int
     in_regions: int
-    state: str | None
+    state: str | None  # as the job recorded it; blocked or failed for a migrated owner's late project
+    migrated_before: bool = False  # the job migrated this owner; these are late arrivals
 
 
 def candidates(engine: Engine, wave: Wave | None = None, page_size: int = PAGE_SIZE) -> Iterator[Candidate]:
@@ -46,7 +47,10 @@ def candidates(engine: Engine, wave: Wave | None = None, page_size: int = PAGE_S
                 assert wave is not None
                 params["listed"] = list(wave.owners)
             rows = conn.execute(query(name, conn.dialect.name), params)
-            return [Candidate(r.owner_id, r.legacy_projects, r.in_regions or 0, r.state) for r in rows]
+            return [
+                Candidate(r.owner_id, r.legacy_projects, r.in_regions or 0, r.state, bool(r.migrated_before))
+                for r in rows
+            ]
 
         rows = db.transaction(engine, page)
         yield from rows
@@ -100,6 +104,19 @@ def to_attempt(candidate: Candidate, *, retry_failed: bool) -> bool:
     if candidate.state in SKIPPED_BY_WAVES:
         return False
     return retry_failed or candidate.state != "failed"
+
+
+def owner_states(engine: Engine, owner_ids: Iterable[int]) -> dict[int, str]:
+    """What the job recorded for these owners (owners it never touched are absent)."""
+    states: dict[int, str] = {}
+    for batch in chunks(owner_ids, 500):
+
+        def read(conn: Connection, batch: list[int] = batch) -> list[tuple[int, str]]:
+            rows = conn.execute(query("owner_states", conn.dialect.name), {"owner_ids": batch})
+            return [(r.owner_id, r.state) for r in rows]
+
+        states.update(db.transaction(engine, read))
+    return states
 
 
 def chunks(ids: Iterable[int], size: int) -> Iterator[list[int]]:

@@ -19,7 +19,7 @@ from rollout.errors import Halted, UsageError
 from rollout.lock import auto_lock
 from rollout.plan import Plan, Settings, Wave
 from rollout.runner import Limits, Progress, Runner, RunSummary
-from rollout.selection import wave_owners
+from rollout.selection import owner_states, wave_owners
 from rollout.settings import Settings as Config
 from rollout.status import completed_waves, record_completions, wave_counts
 
@@ -78,8 +78,11 @@ def run(
     if request.from_plan is not None:
         approved = ApprovedPlan(request.from_plan)
         settings = _settings(config.plan_if_present(), request)
+        owners = approved.to_attempt(
+            owner_states(engine, approved.owner_ids()), retry_failed=request.retry_failed
+        )
         runner = _runner(engine, settings, run_id, "from-plan", approved.wave, request, approved=approved)
-        return Outcome(runner.run(approved.owner_ids()))
+        return Outcome(runner.run(owners))
     loaded = config.plan()
     if request.auto:
         with auto_lock(engine):

@@ -64,6 +64,8 @@ def wave_counts(engine: Engine, plan: Plan) -> list[WaveStatus]:
         for wave in plan.waves:
             if selects(wave, plan.settings.salt, candidate):
                 tallies[wave.name][_BUCKET_OF_STATE.get(candidate.state or "", "remaining")] += 1
+                # A migrated owner's late project: the owner is already among the migrated.
+                tallies[wave.name]["late"] += candidate.migrated_before
 
     done = Counter[str]()
     salt = plan.settings.salt
@@ -79,7 +81,7 @@ def wave_counts(engine: Engine, plan: Plan) -> list[WaveStatus]:
         result.append(
             WaveStatus(
                 wave=wave.name,
-                selected=done[wave.name] + t["failed"] + t["blocked"] + t["remaining"],
+                selected=max(done[wave.name] + t["failed"] + t["blocked"] + t["remaining"] - t["late"], 0),
                 migrated=done[wave.name],
                 failed=t["failed"],
                 blocked=t["blocked"],
@@ -93,6 +95,14 @@ def wave_counts(engine: Engine, plan: Plan) -> list[WaveStatus]:
     return result
 
 
+def over_budget(settings: Settings, failed: int, attempted: int) -> bool:
+    """SPEC 4: more than `error_budget` of the attempted owners failed, once `min_attempts` were
+    attempted; or `max_failures` failed, whatever the share."""
+    if failed >= settings.max_failures:
+        return True
+    return attempted >= settings.min_attempts and failed > settings.error_budget * attempted
+
+
 @dataclass(frozen=True)
 class CompletedWave:
     wave: str
@@ -103,10 +113,7 @@ class CompletedWave:
 
     def over_budget(self, settings: Settings) -> bool:
         """Whether the wave's failures exceed the error budget of SPEC 4."""
-        attempted = self.migrated + self.failed
-        if self.failed > settings.max_failures:
-            return True
-        return attempted >= settings.min_attempts and self.failed > settings.error_budget * attempted
+        return over_budget(settings, self.failed, self.migrated + self.failed)
 
 
 def completed_waves(engine: Engine) -> list[CompletedWave]:
@@ -120,8 +127,9 @@ def completed_waves(engine: Engine) -> list[CompletedWave]:
 
 
 def record_completions(engine: Engine, waves: list[WaveStatus]) -> None:
-    """Dates the first completion of every complete wave not dated yet (soak counts from it)."""
-    new = [w for w in waves if w.complete and w.completed_at is None]
+    """Dates the first completion of every complete wave (soak counts from it; a later call keeps the
+    date) and refreshes its counts, so that failures retried since no longer count against it."""
+    new = [w for w in waves if w.complete]
     if not new:
         return
     now = utcnow()
@@ -140,7 +148,7 @@ def record_completions(engine: Engine, waves: list[WaveStatus]) -> None:
 def status(engine: Engine, plan: Plan, runs: int = 10) -> Status:
     def read(conn: Connection) -> tuple[ledger.Control, list[dict[str, Any]], list[dict[str, Any]]]:
         failed = []
-        for row in conn.execute(query("owners_by_state", conn.dialect.name), {"state": "failed"}):
+        for row in conn.execute(query("failed_owners", conn.dialect.name)):
             updated = as_datetime(row.updated_at)
             failed.append(
                 {

@@ -6,7 +6,11 @@
 SELECT p.owner_id,
        COUNT(*) AS legacy_projects,
        SUM(CASE WHEN p.region IN :regions THEN 1 ELSE 0 END) AS in_regions,
-       MAX(r.state) AS state
+       -- a migrated owner whose late project is blocked or failed counts as blocked or failed
+       MAX(CASE WHEN r.state = 'migrated' AND r.reason IS NOT NULL THEN 'blocked'
+                WHEN r.state = 'migrated' AND r.error IS NOT NULL THEN 'failed'
+                ELSE r.state END) AS state,
+       MAX(CASE WHEN r.state = 'migrated' THEN 1 ELSE 0 END) AS migrated_before
 FROM projects p
 LEFT JOIN rollout_owners r ON r.owner_id = p.owner_id
 WHERE p.organization_id IS NULL AND p.status <> 'deleted' AND p.owner_id > :after_id
@@ -19,7 +23,11 @@ LIMIT :page_size;
 SELECT p.owner_id,
        COUNT(*) AS legacy_projects,
        SUM(CASE WHEN p.region IN :regions THEN 1 ELSE 0 END) AS in_regions,
-       MAX(r.state) AS state
+       -- a migrated owner whose late project is blocked or failed counts as blocked or failed
+       MAX(CASE WHEN r.state = 'migrated' AND r.reason IS NOT NULL THEN 'blocked'
+                WHEN r.state = 'migrated' AND r.error IS NOT NULL THEN 'failed'
+                ELSE r.state END) AS state,
+       MAX(CASE WHEN r.state = 'migrated' THEN 1 ELSE 0 END) AS migrated_before
 FROM projects p
 LEFT JOIN rollout_owners r ON r.owner_id = p.owner_id
 WHERE p.organization_id IS NULL AND p.status <> 'deleted' AND p.owner_id > :after_id
@@ -31,8 +39,10 @@ LIMIT :page_size;
 -- name: user_exists
 SELECT id FROM users WHERE id = :user_id;
 
--- name: owners_by_state
-SELECT owner_id, state, wave, reason, error, attempts, updated_at FROM rollout_owners WHERE state = :state
+-- name: failed_owners
+-- Failed owners, and migrated owners whose late project failed.
+SELECT owner_id, state, wave, reason, error, attempts, updated_at FROM rollout_owners
+WHERE state = 'failed' OR (state = 'migrated' AND error IS NOT NULL)
 ORDER BY owner_id;
 
 -- name: wave_state_counts

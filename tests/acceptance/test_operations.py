@@ -125,14 +125,14 @@ def test_pause_stops_a_running_worker_and_refuses_new_runs_until_resume(
 
 
 def test_the_error_budget_halts_a_run_with_exit_4(engine: Engine, db_url: str, plan: Path) -> None:
-    """Owners made to fail by a trigger: once more than max_failures (3) failed, the run halts with
+    """Owners made to fail by a trigger: once max_failures (3) failed, the run halts with
     exit 4 and says why; the failed owners are recorded."""
     many_owners(engine, 40)
     inject_failure(engine, "NEW.owner_id % 5 = 0")
     result = rollout("run", "--wave", "everyone", db_url=db_url, plan=plan)
     assert result.returncode == 4, result.stderr
     assert "error budget" in result.stderr
-    assert scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'failed'") == 4
+    assert scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'failed'") == 3
     assert scalar(engine, "SELECT outcome FROM rollout_runs") == "halted"
     assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NULL") > 4
 
@@ -229,3 +229,21 @@ def test_a_second_signal_aborts_the_batch_under_way(engine: Engine, db_url: str,
     assert half_migrated_owners(engine) == []
     migrated = scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'")
     assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL") == migrated
+
+
+def test_a_systematic_fault_halts_inside_the_batch_at_max_failures(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """Every owner fails, all in one batch of 40: the run halts as soon as max_failures (3) owners
+    failed instead of failing the whole batch; the other owners are untouched and not recorded."""
+    plan = tmp_path / "one-batch.toml"
+    plan.write_text(
+        '[rollout]\nbatch_size = 40\nmax_failures = 3\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
+    )
+    many_owners(engine, 40)
+    inject_failure(engine, "NEW.owner_id > 0")
+    result = rollout("run", "--wave", "everyone", db_url=db_url, plan=plan)
+    assert result.returncode == 4, result.stderr
+    assert scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'failed'") == 3
+    assert scalar(engine, "SELECT COUNT(*) FROM rollout_owners") == 3
+    assert scalar(engine, "SELECT COUNT(*) FROM organizations") == 0

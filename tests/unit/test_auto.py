@@ -63,7 +63,7 @@ def test_a_previous_wave_over_its_error_budget_halts() -> None:
     waves = [status("canary", 0), status("one", 0), status("ten", 50)]
     decision = choose(PLAN, waves, {"canary": done("canary", 100), "one": done("one", 100, 90, 11)}, NOW)
     assert decision.halt and decision.wave is None and "error budget" in decision.reason
-    decision = choose(PLAN, waves, {"canary": done("canary", 100), "one": done("one", 100, 95, 5)}, NOW)
+    decision = choose(PLAN, waves, {"canary": done("canary", 100), "one": done("one", 100, 95, 4)}, NOW)
     assert not decision.halt and decision.wave is not None
 
 

@@ -93,15 +93,16 @@ def _rollback_batch(conn: Connection, owner_ids: Sequence[int], run_id: str) -> 
     for r in _rows(conn, "recorded_permissions", owner_ids=ids):
         permissions[r.owner_id].append((r.user_id, r.permission))
 
+    created = [o.organization_id for o in owners if o.organization_created]
+    _rows(conn, "return_projects", owner_ids=ids)
+    _rows(conn, "return_billing_accounts", owner_ids=ids)
+    kept = [r.id for r in _rows(conn, "organizations_in_use", organization_ids=created)]
     for statement in (
-        "return_projects",
-        "return_billing_accounts",
         "remove_added_permissions",
         "remove_permissions_of_added_members",
         "remove_added_members",
     ):
-        _rows(conn, statement, owner_ids=ids)
-    created = [o.organization_id for o in owners if o.organization_created]
+        _rows(conn, statement, owner_ids=ids, kept_organization_ids=kept)
     _rows(conn, "delete_unused_organizations", organization_ids=created)
     remaining = {r.id for r in _rows(conn, "existing_organizations", organization_ids=created)}
     for statement in ("forget_moved_projects", "forget_added_members", "forget_added_permissions"):
@@ -117,8 +118,14 @@ def _rollback_batch(conn: Connection, owner_ids: Sequence[int], run_id: str) -> 
             organization_deleted=bool(o.organization_created) and o.organization_id not in remaining,
             projects_returned=tuple(p for p, there in projects[o.owner_id] if there),
             projects_left=tuple(p for p, there in projects[o.owner_id] if not there),
-            members_removed=tuple(members[o.owner_id]),
-            permissions_removed=tuple(permissions[o.owner_id]),
+            members_removed=tuple(
+                u for u in members[o.owner_id] if not (u == o.owner_id and o.organization_id in kept)
+            ),
+            permissions_removed=tuple(
+                (u, p)
+                for u, p in permissions[o.owner_id]
+                if not (u == o.owner_id and o.organization_id in kept)
+            ),
             billing_account_returned=o.billing_account_id,
         )
         for o in owners

@@ -43,6 +43,17 @@ SET user_id = (SELECT r.owner_id FROM rollout_owners r WHERE r.billing_account_i
 WHERE id IN (SELECT r.billing_account_id FROM rollout_owners r WHERE r.owner_id IN :owner_ids)
   AND organization_id IN (SELECT r.organization_id FROM rollout_owners r WHERE r.owner_id IN :owner_ids);
 
+-- name: organizations_in_use
+-- Organizations the job created that something else uses now (a project, a billing account, a
+-- member the job did not add): they survive the rollback, and so does their owner in them.
+SELECT o.id FROM organizations o
+WHERE o.id IN :organization_ids AND (
+    EXISTS (SELECT 1 FROM projects p WHERE p.organization_id = o.id)
+    OR EXISTS (SELECT 1 FROM billing_accounts b WHERE b.organization_id = o.id)
+    OR EXISTS (SELECT 1 FROM organization_members m WHERE m.organization_id = o.id AND NOT EXISTS (
+        SELECT 1 FROM rollout_added_members a WHERE a.organization_id = m.organization_id AND a.user_id = m.user_id))
+);
+
 -- name: remove_added_permissions
 DELETE FROM organization_member_permissions
 WHERE EXISTS (
@@ -50,6 +61,7 @@ WHERE EXISTS (
     WHERE a.owner_id IN :owner_ids AND a.organization_id = organization_member_permissions.organization_id
       AND a.user_id = organization_member_permissions.user_id
       AND a.permission = organization_member_permissions.permission
+      AND NOT (a.user_id = a.owner_id AND a.organization_id IN :kept_organization_ids)
 );
 
 -- name: remove_permissions_of_added_members
@@ -60,6 +72,7 @@ WHERE EXISTS (
     SELECT 1 FROM rollout_added_members a
     WHERE a.owner_id IN :owner_ids AND a.organization_id = organization_member_permissions.organization_id
       AND a.user_id = organization_member_permissions.user_id
+      AND NOT (a.user_id = a.owner_id AND a.organization_id IN :kept_organization_ids)
 );
 
 -- name: remove_added_members
@@ -68,6 +81,7 @@ WHERE EXISTS (
     SELECT 1 FROM rollout_added_members a
     WHERE a.owner_id IN :owner_ids AND a.organization_id = organization_members.organization_id
       AND a.user_id = organization_members.user_id
+      AND NOT (a.user_id = a.owner_id AND a.organization_id IN :kept_organization_ids)
 );
 
 -- name: delete_unused_organizations

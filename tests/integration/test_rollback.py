@@ -126,3 +126,35 @@ def test_an_owner_whose_rollback_fails_is_isolated_and_reported(engine: Engine) 
         == 2
     )
     assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 2") == "rolled-back"
+
+
+def test_an_organization_kept_because_it_is_in_use_keeps_its_owner(engine: Engine) -> None:
+    """A project was put into the job's organization by someone else since: the organization survives
+    the rollback, and its owner stays a member with every permission; collaborators the job added go."""
+    build(engine)
+    run_wave(engine, Wave(name="w", owners=(1,)))
+    org = scalar(engine, "SELECT id FROM organizations WHERE owner_id = 1")
+    with engine.begin() as conn:
+        Platform(conn).project("new-flow", 1, organization_id=org)
+    report = rollback(engine, [1], run_id=new_run_id(), dry_run=False)
+    assert not report.owners[0].organization_deleted
+    assert 1 not in report.owners[0].members_removed
+    with engine.connect() as conn:
+        members = {
+            r[0]
+            for r in conn.execute(
+                text("SELECT user_id FROM organization_members WHERE organization_id = :o"), {"o": org}
+            )
+        }
+        perms = {
+            r[0]
+            for r in conn.execute(
+                text(
+                    "SELECT permission FROM organization_member_permissions WHERE organization_id = :o AND user_id = 1"
+                ),
+                {"o": org},
+            )
+        }
+    assert members == {1}
+    assert perms == set(PERMS)
+    assert scalar(engine, "SELECT organization_id FROM projects WHERE id = 'a1'") is None

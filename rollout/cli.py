@@ -198,11 +198,13 @@ def run(ctx: click.Context, /, workers: int, metrics_file: Path | None, **option
     request.check()
     engine = _engine(ctx)
     run_id = structlog.contextvars.get_contextvars()["run_id"]
-    outcome = service.run(engine, _settings(ctx), request, run_id=run_id, progress=_progress_bar())
-    if metrics_file is not None:
-        from rollout.metrics import write_metrics
-
-        write_metrics(engine, _settings(ctx).plan_if_present(), metrics_file, outcome)
+    try:
+        outcome = service.run(engine, _settings(ctx), request, run_id=run_id, progress=_progress_bar())
+    except RolloutError:
+        # A refused or halted run is what monitoring most needs to see (paused, lock held...).
+        _write_metrics(engine, ctx, metrics_file, service.Outcome(None, "refused"))
+        raise
+    _write_metrics(engine, ctx, metrics_file, outcome)
     if outcome.summary is None:
         click.echo(f"nothing to do: {outcome.nothing_to_do}")
         return 0
@@ -215,6 +217,17 @@ def run(ctx: click.Context, /, workers: int, metrics_file: Path | None, **option
     if summary.outcome == "halted":
         click.echo(f"rollout: halted: {summary.stopped_by}", err=True)
     return summary.exit_code
+
+
+def _write_metrics(engine: Any, ctx: click.Context, path: Path | None, outcome: Any) -> None:
+    if path is None:
+        return
+    from rollout.metrics import write_metrics
+
+    try:
+        write_metrics(engine, _settings(ctx).plan_if_present(), path, outcome)
+    except RolloutError as exc:
+        log.error("metrics.unwritten", path=str(path), error=str(exc))
 
 
 class _Bar:
@@ -254,7 +267,7 @@ def status(ctx: click.Context, fmt: str) -> int:
     """Per wave: selected, migrated, failed, blocked, remaining; the pause switch; recent runs."""
     from rollout.status import status as read_status
 
-    plan = _settings(ctx).plan_or_packaged()
+    plan = _settings(ctx).plan()
     click.echo(render_status(read_status(_engine(ctx), plan), fmt))
     return 0
 
@@ -268,7 +281,7 @@ def verify(ctx: click.Context, wave: str | None, fmt: str) -> int:
     from rollout.verify import verify as run_verify
 
     if wave is not None:
-        _settings(ctx).plan_or_packaged().wave(wave)
+        _settings(ctx).plan().wave(wave)
     report = run_verify(_engine(ctx), wave)
     click.echo(render_verify(report, fmt))
     return 0 if report.ok else 1
@@ -295,7 +308,7 @@ def rollback_command(
         check_owner(engine, owner_id)
         owners: Any = [owner_id]
     else:
-        _settings(ctx).plan_or_packaged().wave(wave or "")
+        _settings(ctx).plan().wave(wave or "")
         owners = wave_migrated_owners(engine, wave or "")
     report = rollback(engine, owners, run_id=run_id, dry_run=dry_run)
     click.echo(render_rollback(report, fmt))
@@ -342,7 +355,7 @@ def demo(ctx: click.Context, owners: int, seed_value: int, wave: str) -> int:
     from rollout.verify import verify as run_verify
 
     settings = _settings(ctx)
-    plan = settings.plan_or_packaged()
+    plan = settings.plan()
     selected_wave = plan.wave(wave)
     engine = prepare(settings.database_url, click.echo)
     click.echo(f"\n== Seeding {owners} legacy owners (seed {seed_value})")

@@ -121,7 +121,7 @@ def retrying(attempts: int | None = None, max_delay: float = 60.0) -> Retrying:
     attempts = attempts or default_attempts()
     return Retrying(
         stop=stop_after_attempt(attempts) | stop_after_delay(max_delay),
-        wait=wait_random_exponential(multiplier=0.1, max=5.0),
+        wait=wait_random_exponential(multiplier=1, max=15),
         retry=retry_if_exception(_retryable),
         before_sleep=_log_retry,
         reraise=True,
@@ -138,6 +138,8 @@ def transaction(engine: Engine, work: Callable[[Connection], T], *, attempts: in
             with attempt, engine.begin() as conn:
                 return work(conn)
     except DBAPIError as exc:
+        if dialect.is_misconfigured(exc):
+            raise UsageError(f"cannot use the database: {_one_line(exc)}") from exc
         if dialect.is_unreachable(exc):
             raise DatabaseUnavailable(f"database unreachable after retries: {_one_line(exc)}") from exc
         raise

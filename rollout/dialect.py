@@ -87,6 +87,14 @@ def configure(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def limit_lock_wait(conn: Connection) -> None:
+    """Bounds how long a batch waits for row locks (PostgreSQL; SQLite has its busy timeout)."""
+    if conn.dialect.name == POSTGRESQL:
+        from rollout.sql import query
+
+        conn.execute(query("limit_lock_wait", POSTGRESQL))
+
+
 def read_only(conn: Connection) -> None:
     """Makes the transaction refuse writes where the database can (the dry run's guarantee)."""
     if conn.dialect.name == POSTGRESQL:
@@ -146,8 +154,30 @@ def _driver_error(exc: BaseException) -> BaseException:
     return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
 
 
+# The server answered, and said no: retrying will not help, the URL or the credentials are wrong.
+_REFUSALS = (
+    "does not exist",
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "authentication failed",
+    "permission denied for database",
+)
+
+
+def is_misconfigured(exc: BaseException) -> bool:
+    """The server refused the connection for a reason the operator must fix (unknown database or
+    role, bad password): a usage error, not an outage."""
+    orig = _driver_error(exc)
+    if type(orig).__module__.startswith("psycopg") and getattr(orig, "sqlstate", None) is None:
+        message = str(orig)
+        return "FATAL" in message and any(refusal in message for refusal in _REFUSALS)
+    return False
+
+
 def is_unreachable(exc: BaseException) -> bool:
     """The server cannot be reached, or the connection was lost."""
+    if is_misconfigured(exc):
+        return False
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     orig = _driver_error(exc)
@@ -158,12 +188,23 @@ def is_unreachable(exc: BaseException) -> bool:
     return type(orig).__module__.startswith("psycopg") and type(orig).__name__ == "OperationalError"
 
 
+def _organization_name_taken(orig: BaseException, sqlstate: str | None) -> bool:
+    # Someone else (the platform, another run) took a name between our read and our insert: the
+    # batch, run again whole, sees the name taken and picks the next one.
+    message = str(orig)
+    if sqlstate == "23505":
+        return "organizations_name_key" in message
+    return isinstance(orig, sqlite3.IntegrityError) and "organizations.name" in message
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying the whole transaction: a conflict, a busy database or a lost connection."""
     if is_unreachable(exc):
         return True
     orig = _driver_error(exc)
     sqlstate: str | None = getattr(orig, "sqlstate", None)
+    if _organization_name_taken(orig, sqlstate):
+        return True
     if sqlstate:
         return sqlstate.startswith(_CONFLICT_SQLSTATES)
     if isinstance(orig, sqlite3.OperationalError):

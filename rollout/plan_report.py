@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from rollout.clock import utcnow
 from rollout.dryrun import Summary, already_migrated, batches
+from rollout.errors import UsageError
 from rollout.migration import BatchPlan, BlockedOwner, OwnerPlan
 from rollout.plan import Plan, Wave
 from rollout.report import table
@@ -295,6 +296,8 @@ def write_report(
     if output is None:
         writer(sys.stdout, batches(engine, plan, wave), summary, ctx)
         return summary
+    if not output.parent.is_dir():
+        raise UsageError(f"cannot write {output}: {output.parent} is not a directory")
     tmp = output.with_name(f".{output.name}.partial")
     try:
         with tmp.open("w", encoding="utf-8", newline="") as out:

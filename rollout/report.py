@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rollout.rollback import RollbackReport
-from rollout.status import Status
+from rollout.status import Status, WaveStatus
 from rollout.verify import VerifyReport
 
 
@@ -36,6 +36,12 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False, default=str)
 
 
+def _completion(wave: WaveStatus) -> str:
+    if not wave.complete:
+        return "no"
+    return wave.completed_at[:16].replace("T", " ") if wave.completed_at else "yes"
+
+
 def render_status(status: Status, fmt: str) -> str:
     if fmt == "json":
         return to_json(status.as_dict())
@@ -43,7 +49,16 @@ def render_status(status: Status, fmt: str) -> str:
         "PAUSED: " + (status.pause_reason or "no reason given") if status.paused else "Not paused.",
         "",
         table(
-            ["wave", "selected", "migrated", "failed", "blocked", "rolled back", "remaining", "complete"],
+            [
+                "wave",
+                "selected",
+                "migrated",
+                "failed",
+                "blocked",
+                "rolled back",
+                "remaining",
+                "complete (since)",
+            ],
             [
                 [
                     w.wave,
@@ -53,7 +68,7 @@ def render_status(status: Status, fmt: str) -> str:
                     w.blocked,
                     w.rolled_back,
                     w.remaining,
-                    "yes" if w.complete else "no",
+                    _completion(w),
                 ]
                 for w in status.waves
             ],

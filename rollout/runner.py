@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine
 from rollout import db, ledger
 from rollout.approved import ApprovedPlan, Drift
 from rollout.clock import utcnow
+from rollout.dialect import limit_lock_wait
 from rollout.errors import DatabaseUnavailable, Halted
 from rollout.migration import Applied, apply_batch, compute_batch
 from rollout.plan import Settings
@@ -276,6 +277,7 @@ class Runner:
     def _migrate(
         self, conn: Connection, owner_ids: Sequence[int]
     ) -> tuple[Applied, ledger.RunCounts, list[Drift]]:
+        limit_lock_wait(conn)
         plan = compute_batch(conn, owner_ids, lock=True, planned_names=self.planned_names)
         drifted: list[Drift] = []
         if self.approved is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import structlog
 from sqlalchemy import Engine
 
-from rollout import db, logs
+from rollout import db, ledger, logs
 from rollout.approved import ApprovedPlan
 from rollout.auto import choose
 from rollout.clock import utcnow
@@ -70,6 +70,9 @@ def run(
     """Carries out a `rollout run`. The plan file is needed for waves; one owner or an approved report
     take only its `[rollout]` settings, and the defaults when there is no plan file."""
     request.check()
+    control = db.transaction(engine, ledger.control)
+    if control.paused:
+        raise Halted(f"the rollout is paused ({control.reason or 'no reason given'}); `rollout resume` first")
     if request.owner_id is not None:
         settings = _settings(config.plan_if_present(), request)
         if not db.transaction(engine, lambda conn: db.user_exists(conn, request.owner_id or 0)):

@@ -175,3 +175,14 @@ def test_db_init_is_idempotent_and_creates_the_platform_schema(tmp_path: Path, p
         assert rollout("db", "init", "--platform-schema", db_url=url, plan=plan).returncode == 0
     result = rollout("status", "--format", "json", db_url=url, plan=plan)
     assert result.returncode == 0 and json.loads(result.stdout)["waves"][0]["selected"] == 0
+
+
+def test_a_database_that_refuses_us_is_a_usage_error(pg_server: str, plan: Path) -> None:
+    """An unknown PostgreSQL database or role is exit 2 at once with one line, not retried as an
+    outage (exit 75)."""
+    from sqlalchemy.engine import make_url
+
+    missing = make_url(pg_server).set(database="no_such_database_here").render_as_string(hide_password=False)
+    result = rollout("status", db_url=missing, plan=plan)
+    assert result.returncode == 2, result.stderr
+    assert "does not exist" in result.stderr.splitlines()[-1]

@@ -247,3 +247,48 @@ def test_a_systematic_fault_halts_inside_the_batch_at_max_failures(
     assert scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'failed'") == 3
     assert scalar(engine, "SELECT COUNT(*) FROM rollout_owners") == 3
     assert scalar(engine, "SELECT COUNT(*) FROM organizations") == 0
+
+
+def test_a_paused_auto_run_exits_4_and_still_writes_its_metrics(
+    engine: Engine, db_url: str, plan: Path, tmp_path: Path
+) -> None:
+    """While paused, `run --auto` is refused with exit 4 (not "nothing to do"), and the metrics file
+    says the rollout is paused."""
+    many_owners(engine, 5)
+    assert rollout("pause", "--reason", "freeze", db_url=db_url, plan=plan).returncode == 0
+    metrics = tmp_path / "rollout.prom"
+    result = rollout("run", "--auto", "--metrics-file", str(metrics), db_url=db_url, plan=plan)
+    assert result.returncode == 4 and "freeze" in result.stderr
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(metrics.read_text())
+        for s in family.samples
+    }
+    assert samples["rollout_paused"] == 1
+
+
+def test_a_late_project_that_is_blocked_leaves_its_wave_complete(
+    engine: Engine, db_url: str, plan: Path
+) -> None:
+    """A migrated owner deleted since, with a new legacy project: the project is blocked, counted as
+    blocked, and the wave stays complete (nothing left but blocked owners)."""
+    many_owners(engine, 3)
+    assert rollout("run", "--wave", "everyone", db_url=db_url, plan=plan).returncode == 0
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE users SET deleted_at = created_at WHERE id = 2"))
+        conn.execute(
+            text(
+                "INSERT INTO projects (id, title, region, owner_id, status, created_at) "
+                "SELECT 'late', 'Late', 'eu-1', 2, 'active', created_at FROM users WHERE id = 2"
+            )
+        )
+    assert rollout("run", "--wave", "everyone", db_url=db_url, plan=plan).returncode == 0
+    status = json.loads(rollout("status", "--format", "json", db_url=db_url, plan=plan, check=True).stdout)
+    wave = status["waves"][0]
+    assert (wave["selected"], wave["migrated"], wave["blocked"], wave["remaining"], wave["complete"]) == (
+        3,
+        3,
+        1,
+        0,
+        True,
+    )

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from rollout.db import JOB_TABLES
-from tests.support import Platform, rollout, rows, snapshot
+from tests.support import Platform, rollout, rows, scalar, snapshot
 
 PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
 
@@ -208,3 +208,28 @@ def test_plan_equals_run_on_seeded_data_with_every_edge_case(
         assert moved[owner["owner_id"]] == sorted(owner["projects"])
         assert added.get(owner["owner_id"], []) == owner["members_to_add"]
     assert blocked == {b["owner_id"]: b["reason"] for b in planned["blocked"]}
+
+
+def test_an_approved_multi_batch_report_runs_reruns_quietly_and_respects_rollbacks(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """A report of many batches, blocked owners among them, is accepted as generated; run again it does
+    nothing and exits 0; an owner rolled back since is not migrated again by it."""
+    from rollout.seed import seed
+
+    seed(engine, 400, 3)
+    plan = tmp_path / "waves.toml"
+    plan.write_text('[rollout]\nbatch_size = 7\n\n[[waves]]\nname = "everyone"\npercent = 100\n')
+    out = tmp_path / "approved.json"
+    rollout("plan", "--wave", "everyone", "--output", str(out), db_url=db_url, plan=plan, check=True)
+    planned = json.loads(out.read_text())
+    first = rollout("run", "--from-plan", str(out), db_url=db_url, plan=plan)
+    assert first.returncode == 0, first.stderr
+    assert f"{planned['summary']['owners']} migrated" in first.stdout
+    again = rollout("run", "--from-plan", str(out), db_url=db_url, plan=plan)
+    assert again.returncode == 0 and "0 migrated" in again.stdout and "drifted" not in again.stdout
+    owner = planned["owners"][0]["owner_id"]
+    rollout("rollback", "--owner", str(owner), db_url=db_url, plan=plan, check=True)
+    third = rollout("run", "--from-plan", str(out), db_url=db_url, plan=plan)
+    assert third.returncode == 0, third.stderr
+    assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = :o", o=owner) == "rolled-back"

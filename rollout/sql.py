@@ -12,15 +12,13 @@ import re
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import String, TextClause, bindparam, text
+from sqlalchemy import TextClause, bindparam, text
 
 from rollout import dialect
 
 _HEADER = re.compile(r"^-- name: (\S+)[^\n]*\n", re.M)
 _EXPANDING = re.compile(r"\bIN\s+:(\w+)", re.I)
 _ROWS = re.compile(r"\bROWS\s+(\w+)\s*\(([^)]*)\)")
-# Lists of text: an empty one must still compare as text (PostgreSQL refuses `text = integer`).
-_TEXT_LISTS = frozenset({"names", "project_ids", "regions"})
 
 
 def sql_dir() -> Path:
@@ -63,9 +61,7 @@ def query(name: str, dialect_name: str) -> TextClause:
     clause = text(body)
     expanding = sorted(set(_EXPANDING.findall(body)))
     if expanding:
-        clause = clause.bindparams(
-            *(bindparam(p, expanding=True, type_=String() if p in _TEXT_LISTS else None) for p in expanding)
-        )
+        clause = clause.bindparams(*(bindparam(p, expanding=True) for p in expanding))
     return clause
 
 

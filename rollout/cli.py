@@ -185,7 +185,7 @@ def _safe_url(engine: Any) -> str:
 @click.option("--max-owners", type=click.IntRange(min=1), help="Stop after attempting this many owners.")
 @click.option("--time-budget", callback=_duration, help="Stop between batches after this long, e.g. 50m.")
 @click.option("--retry-failed", is_flag=True, help="Also attempt owners that failed before.")
-@click.option("--workers", type=click.IntRange(1, 1), default=1, hidden=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, help="Only 1 for now (see README).")
 @click.option(
     "--metrics-file", type=click.Path(path_type=Path, dir_okay=False), help="Prometheus textfile to write."
 )
@@ -194,6 +194,10 @@ def run(ctx: click.Context, /, workers: int, metrics_file: Path | None, **option
     """Migrate owners: a wave, one owner, an approved report, or whatever cron should do now."""
     from rollout import service
 
+    if workers != 1:
+        raise UsageError(
+            "--workers is not implemented yet: run one process per wave (several processes on one wave are safe)"
+        )
     request = service.RunRequest(**options)
     request.check()
     engine = _engine(ctx)

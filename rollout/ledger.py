@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine
 from rollout import db
 from rollout.clock import utcnow
 from rollout.dialect import as_datetime
+from rollout.errors import Halted
 from rollout.sql import query
 
 # A live run heartbeats after every batch; one silent for this long has died.
@@ -109,6 +110,13 @@ def control(conn: Connection) -> Control:
     if row is None:
         return Control(False, None, None, None)
     return Control(bool(row.paused), row.reason, as_datetime(row.changed_at), row.changed_by)
+
+
+def refuse_if_paused(engine: Engine) -> None:
+    """`Halted` (exit 4) while the rollout is paused: no run starts then."""
+    switch = db.transaction(engine, control)
+    if switch.paused:
+        raise Halted(f"the rollout is paused ({switch.reason or 'no reason given'}); `rollout resume` first")
 
 
 def set_paused(engine: Engine, paused: bool, reason: str | None) -> None:

@@ -140,7 +140,7 @@ class Runner:
 
     def run(self, owner_ids: Iterable[int]) -> RunSummary:
         """Runs to the end of the selection, a limit, a halt or a stop signal."""
-        self._refuse_if_paused()
+        ledger.refuse_if_paused(self.engine)
         ledger.start_run(self.engine, self.run_id, mode=self.mode, wave=self.wave)
         log.info("run.started", mode=self.mode, batch_size=self.settings.batch_size)
         started = time.monotonic()
@@ -196,13 +196,6 @@ class Runner:
         if self.limits.max_owners is None:
             return owner_ids
         return islice(owner_ids, self.limits.max_owners)
-
-    def _refuse_if_paused(self) -> None:
-        control = db.transaction(self.engine, ledger.control)
-        if control.paused:
-            raise Halted(
-                f"the rollout is paused ({control.reason or 'no reason given'}); `rollout resume` first"
-            )
 
     def _why_stop(self, stop: StopSignals, started: float) -> str | None:
         if stop.requested:

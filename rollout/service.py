@@ -70,9 +70,7 @@ def run(
     """Carries out a `rollout run`. The plan file is needed for waves; one owner or an approved report
     take only its `[rollout]` settings, and the defaults when there is no plan file."""
     request.check()
-    control = db.transaction(engine, ledger.control)
-    if control.paused:
-        raise Halted(f"the rollout is paused ({control.reason or 'no reason given'}); `rollout resume` first")
+    ledger.refuse_if_paused(engine)
     if request.owner_id is not None:
         settings = _settings(config.plan_if_present(), request)
         if not db.transaction(engine, lambda conn: db.user_exists(conn, request.owner_id or 0)):

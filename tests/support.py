@@ -300,3 +300,10 @@ def remove_failure(engine: Engine) -> None:
                 "DROP TRIGGER boom ON projects" if conn.dialect.name == "postgresql" else "DROP TRIGGER boom"
             )
         )
+
+
+def write_plan(folder: Path, text: str, name: str = "waves.toml") -> Path:
+    """A wave plan file for a test."""
+    path = folder / name
+    path.write_text(text)
+    return path

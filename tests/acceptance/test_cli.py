@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.support import Platform, inject_failure, rollout, scalar, snapshot
+from tests.support import Platform, inject_failure, rollout, scalar, snapshot, write_plan
 
 PLAN = """
 [rollout]
@@ -26,9 +26,7 @@ percent = 100
 
 @pytest.fixture
 def plan(tmp_path: Path) -> Path:
-    path = tmp_path / "waves.toml"
-    path.write_text(PLAN)
-    return path
+    return write_plan(tmp_path, PLAN)
 
 
 @pytest.fixture

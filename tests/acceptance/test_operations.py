@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from rollout.lock import auto_lock
-from tests.support import REPO, half_migrated_owners, inject_failure, many_owners, rollout, scalar
+from tests.support import REPO, half_migrated_owners, inject_failure, many_owners, rollout, scalar, write_plan
 
 PLAN = '[rollout]\nbatch_size = 1\nmax_failures = 3\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
 OWNERS = 1500
@@ -25,9 +25,7 @@ OWNERS = 1500
 
 @pytest.fixture
 def plan(tmp_path: Path) -> Path:
-    path = tmp_path / "waves.toml"
-    path.write_text(PLAN)
-    return path
+    return write_plan(tmp_path, PLAN)
 
 
 def start(db_url: str, plan: Path, *args: str) -> subprocess.Popen[str]:

@@ -11,16 +11,14 @@ import pytest
 from sqlalchemy import Engine, text
 
 from rollout.db import JOB_TABLES
-from tests.support import Platform, rollout, rows, scalar, snapshot
+from tests.support import Platform, rollout, rows, scalar, snapshot, write_plan
 
 PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
 
 
 @pytest.fixture
 def plan(tmp_path: Path) -> Path:
-    path = tmp_path / "waves.toml"
-    path.write_text(PLAN)
-    return path
+    return write_plan(tmp_path, PLAN)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The exception tree of the job; each class carries the exit code of SPEC section 5."""
+"""The exception tree of the job. Each class maps to one exit code, in `rollout.cli.exits`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,9 @@ from __future__ import annotations
 class RolloutError(Exception):
     """Base of every error the job reports to the operator as one line."""
 
-    exit_code = 1
-
 
 class UsageError(RolloutError):
     """Bad command line, unknown wave or owner, bad URL."""
-
-    exit_code = 2
 
 
 class ConfigError(UsageError):
@@ -26,24 +22,28 @@ class SchemaNotInitialised(UsageError):
 class LockHeld(RolloutError):
     """Another `run --auto` holds the rollout lock."""
 
-    exit_code = 3
-
 
 class Halted(RolloutError):
     """The rollout is paused, or a run spent its error budget."""
-
-    exit_code = 4
 
 
 class DatabaseUnavailable(RolloutError):
     """The database stayed unreachable after retries (EX_TEMPFAIL)."""
 
-    exit_code = 75
-
-
-class OwnerDrifted(RolloutError):
-    """An owner's approved plan no longer holds."""
-
 
 class ConcurrentChange(Exception):
     """The platform changed under a batch; the transaction is rolled back and retried whole."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message; for a database error, of the driver's message, without
+    the SQL and parameters SQLAlchemy appends (they may carry data)."""
+    orig = getattr(exc, "orig", None)
+    shown = orig if isinstance(orig, BaseException) else exc
+    text = str(shown).strip()
+    return text.splitlines()[0] if text else type(shown).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: first line`, as failures are logged and recorded in the ledger."""
+    return f"{type(exc).__name__}: {first_line(exc)}"

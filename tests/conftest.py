@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from rollout import db
+from rollout.store.engine import make_engine
+from rollout.store.schema import init_schema
 
 BACKENDS = ("sqlite", "postgresql")
 
@@ -74,8 +75,8 @@ def pg_template(pg_server: str, pg_admin: Engine) -> Iterator[str]:
     name = f"rollout_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with pg_admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = db.make_engine(make_url(pg_server).set(database=name).render_as_string(hide_password=False))
-    db.init_schema(engine, platform=True)
+    engine = make_engine(make_url(pg_server).set(database=name).render_as_string(hide_password=False))
+    init_schema(engine, platform=True)
     engine.dispose()
     yield name
     with pg_admin.connect() as conn:
@@ -99,8 +100,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database (platform and job tables) on each backend."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'rollout.db'}"
-        engine = db.make_engine(url, create=True)
-        db.init_schema(engine, platform=True)
+        engine = make_engine(url, create=True)
+        init_schema(engine, platform=True)
         engine.dispose()
         yield url
         return
@@ -113,6 +114,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    engine = db.make_engine(db_url)
+    engine = make_engine(db_url)
     yield engine
     engine.dispose()

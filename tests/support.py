@@ -11,24 +11,17 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from rollout.dialect import as_datetime
+from rollout.engine.ledger import new_run_id
+from rollout.engine.runner import Runner, RunSummary
+from rollout.engine.selection import wave_owners
+from rollout.engine.states import RunMode
+from rollout.engine.waveplan import RolloutSettings, Wave
+from rollout.store import queries
+from rollout.store.dialect import as_datetime
+from rollout.store.schema import PLATFORM_TABLES
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
-
-PLATFORM_TABLES = {
-    "users": "id",
-    "organizations": "id",
-    "organization_members": "organization_id, user_id",
-    "organization_member_permissions": "organization_id, user_id, permission",
-    "projects": "id",
-    "project_access": "project_id, user_id",
-    "environments": "id",
-    "environment_access": "environment_id, user_id",
-    "billing_accounts": "id",
-    "subscriptions": "project_id",
-    "invoices": "id",
-    "vouchers": "code",
-}
+EVERYONE = Wave(name="everyone", percent=100)
 
 
 class Platform:
@@ -161,7 +154,7 @@ def _normal(value: Any) -> Any:
 
 def rows(engine: Engine, table: str, order_by: str | None = None) -> list[tuple[Any, ...]]:
     """Every row of a table, normalised so that SQLite and PostgreSQL compare alike."""
-    order = order_by or PLATFORM_TABLES.get(table, "1")
+    order = order_by or ", ".join(PLATFORM_TABLES.get(table, ("1",)))
     with engine.connect() as conn:
         result = conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}"))
         return [tuple(_normal(v) for v in row) for row in result]
@@ -228,26 +221,14 @@ def rollout(
 
 def many_owners(engine: Engine, count: int, *, collaborator: int = 10**6) -> None:
     """`count` owners (ids 1..count), a project each shared with one collaborator, loaded in bulk."""
-    from rollout.dialect import bulk_insert
-
     with engine.begin() as conn:
         users = [(collaborator, "collaborator", "c@example.com", None, T0, None)]
         users += [(i, f"owner{i}", f"o{i}@example.com", f"Owner {i}", T0, None) for i in range(1, count + 1)]
-        bulk_insert(
-            conn, "users", ("id", "username", "email", "display_name", "created_at", "deleted_at"), users
+        queries.load(conn, "load_users", users)
+        queries.load(
+            conn, "load_projects", [(f"p{i}", f"P{i}", "eu-1", i, None, "active", T0) for i in range(1, count + 1)]
         )
-        bulk_insert(
-            conn,
-            "projects",
-            ("id", "title", "region", "owner_id", "organization_id", "status", "created_at"),
-            [(f"p{i}", f"P{i}", "eu-1", i, None, "active", T0) for i in range(1, count + 1)],
-        )
-        bulk_insert(
-            conn,
-            "project_access",
-            ("project_id", "user_id", "role"),
-            [(f"p{i}", collaborator, "viewer") for i in range(1, count + 1)],
-        )
+        queries.load(conn, "load_project_access", [(f"p{i}", collaborator, "viewer") for i in range(1, count + 1)])
 
 
 def half_migrated_owners(engine: Engine) -> list[int]:
@@ -307,3 +288,23 @@ def write_plan(folder: Path, text: str, name: str = "waves.toml") -> Path:
     path = folder / name
     path.write_text(text)
     return path
+
+
+def run_wave(
+    engine: Engine,
+    wave: Wave = EVERYONE,
+    *,
+    batch_size: int = 500,
+    retry_failed: bool = False,
+    settings: RolloutSettings | None = None,
+) -> RunSummary:
+    """Migrates a wave in-process, the way `rollout run --wave` does."""
+    settings = settings or RolloutSettings(batch_size=batch_size)
+    runner = Runner(engine, settings, run_id=new_run_id(), mode=RunMode.WAVE, wave=wave.name)
+    return runner.run(wave_owners(engine, wave, settings.salt, retry_failed=retry_failed))
+
+
+def run_owner(engine: Engine, owner_id: int) -> RunSummary:
+    """Migrates one owner in-process, the way `rollout run --owner` does."""
+    runner = Runner(engine, RolloutSettings(), run_id=new_run_id(), mode=RunMode.OWNER, wave=None)
+    return runner.run([owner_id])

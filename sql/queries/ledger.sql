@@ -118,3 +118,6 @@ ON CONFLICT (wave) DO UPDATE SET migrated = excluded.migrated, failed = excluded
 
 -- name: completed_waves
 SELECT wave, completed_at, migrated, failed, blocked FROM rollout_waves;
+
+-- name: last_success
+SELECT MAX(finished_at) FROM rollout_runs WHERE outcome = 'succeeded';

@@ -99,9 +99,3 @@ WHERE projects.id = t.project_id AND projects.owner_id = t.owner_id AND projects
 UPDATE billing_accounts SET organization_id = t.organization_id, user_id = NULL
 FROM ROWS t (billing_account_id BIGINT, owner_id BIGINT, organization_id BIGINT)
 WHERE billing_accounts.id = t.billing_account_id AND billing_accounts.user_id = t.owner_id;
-
--- name: limit_lock_wait
--- PostgreSQL only (rollout/dialect.py): a batch waits at most this long for the platform's row
--- locks; then it fails as a lock timeout (55P03) and is retried whole, so a stuck platform
--- transaction never holds a run (or its stop signal) indefinitely.
-SET LOCAL lock_timeout = '30s';

@@ -45,8 +45,6 @@ SELECT owner_id, state, wave, reason, error, attempts, updated_at FROM rollout_o
 WHERE state = 'failed' OR (state = 'migrated' AND error IS NOT NULL)
 ORDER BY owner_id;
 
--- name: wave_state_counts
-SELECT wave, state, COUNT(*) AS owners FROM rollout_owners GROUP BY wave, state;
 -- name: migrated_owner_page
 -- Owners the job migrated, with the wave whose run did it.
 SELECT owner_id, wave FROM rollout_owners

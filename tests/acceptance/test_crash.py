@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from rollout import db
 from rollout.seed import seed
+from rollout.store.engine import make_engine
 from tests.conftest import drop_pg_database
 from tests.support import REPO, half_migrated_owners, logical_snapshot, rollout, scalar
 
@@ -27,7 +27,7 @@ OWNERS = 1500
 @pytest.fixture
 def twins(request: pytest.FixtureRequest, db_url: str) -> Iterator[tuple[str, str]]:
     """Two databases holding the same seeded data (with every edge case)."""
-    engine = db.make_engine(db_url)
+    engine = make_engine(db_url)
     seed(engine, OWNERS, 11)
     engine.dispose()
     if db_url.startswith("sqlite"):
@@ -84,8 +84,8 @@ def test_sigkill_mid_wave_then_resume_ends_like_an_uninterrupted_run(
     killed_url, clean_url = twins
     plan = tmp_path / "waves.toml"
     plan.write_text(PLAN)
-    killed = db.make_engine(killed_url)
-    clean = db.make_engine(clean_url)
+    killed = make_engine(killed_url)
+    clean = make_engine(clean_url)
 
     result = rollout("run", "--wave", "everyone", "--batch-size", "500", db_url=clean_url, plan=plan)
     assert result.returncode == 0, result.stderr

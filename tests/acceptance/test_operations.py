@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
-from rollout.lock import auto_lock
+from rollout.store.lock import auto_lock
 from tests.support import REPO, half_migrated_owners, inject_failure, many_owners, rollout, scalar, write_plan
 
 PLAN = '[rollout]\nbatch_size = 1\nmax_failures = 3\n\n[[waves]]\nname = "everyone"\npercent = 100\n'

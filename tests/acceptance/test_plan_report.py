@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from rollout.db import JOB_TABLES
+from rollout.store.schema import JOB_TABLES
 from tests.support import Platform, rollout, rows, scalar, snapshot, write_plan
 
 PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'

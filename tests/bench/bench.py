@@ -1,7 +1,7 @@
 """`make bench`: SPEC 10 measured on PostgreSQL.
 
 Seeds BENCH_OWNERS legacy owners (default 100 000) once, clones the database twice, then times
-(a) the set-based SQL yardstick in sql/bench_baseline.sql, one transaction, and (b) `rollout run`
+(a) the set-based SQL yardstick in tests/bench/baseline.sql, one transaction, and (b) `rollout run`
 of a 100 % wave as a subprocess, with its peak memory. Prints the figures and the ratio.
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from rollout import db
 from rollout.seed import seed
-from rollout.sql import sql_dir
+from rollout.store.engine import make_engine
+from rollout.store.schema import init_schema
 
 SERVER = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -39,8 +39,8 @@ def main() -> int:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{names["seed"]}"'))
-        engine = db.make_engine(url["seed"])
-        db.init_schema(engine, platform=True)
+        engine = make_engine(url["seed"])
+        init_schema(engine, platform=True)
         started = time.perf_counter()
         summary = seed(engine, OWNERS, 1)
         print(f"seed: {OWNERS} owners in {time.perf_counter() - started:.1f} s")
@@ -55,7 +55,7 @@ def main() -> int:
         baseline = create_engine(url["baseline"])
         statements = [
             s
-            for s in (sql_dir() / "bench_baseline.sql").read_text().split(";")
+            for s in (Path(__file__).with_name("baseline.sql")).read_text().split(";")
             if s.strip() and not all(line.startswith("--") or not line.strip() for line in s.splitlines())
         ]
         started = time.perf_counter()

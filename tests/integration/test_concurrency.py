@@ -8,8 +8,7 @@ import time
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.integration.helpers import run_wave
-from tests.support import Platform, scalar
+from tests.support import Platform, run_wave, scalar
 
 
 def test_a_concurrent_change_of_ownership_waits_and_is_never_half_moved(engine: Engine) -> None:

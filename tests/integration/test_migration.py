@@ -5,9 +5,18 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, text
 
-from rollout.plan import Wave
-from tests.integration.helpers import run_owner, run_wave
-from tests.support import Platform, inject_failure, remove_failure, rows, scalar, snapshot
+from rollout.cli import exits
+from rollout.engine.waveplan import Wave
+from tests.support import (
+    Platform,
+    inject_failure,
+    remove_failure,
+    rows,
+    run_owner,
+    run_wave,
+    scalar,
+    snapshot,
+)
 
 ALL_PERMISSIONS = {"plans", "billing", "projects:create", "members"}
 
@@ -69,7 +78,7 @@ def test_owner_gets_an_organization_with_every_permission_and_nobody_else_any(al
     """SPEC 3.1-3.2: one organization named from the username, labelled with the display name; the
     owner is a member holding all four permissions; no other member holds any."""
     summary = run_wave(alice)
-    assert summary.exit_code == 0 and summary.counts.migrated == 1
+    assert exits.for_run(summary) == 0 and summary.counts.migrated == 1
     org_id, name, label = org_of(alice, 1)
     assert (name, label) == ("alice-smith", "Alice S.")
     assert permissions(alice, org_id) == {(1, p) for p in ALL_PERMISSIONS}
@@ -132,7 +141,7 @@ def test_blocked_owners_are_recorded_with_their_reason_and_never_touched(blocked
     with that exact reason and nothing of theirs changes; the others migrate."""
     before = snapshot(blocked)
     summary = run_wave(blocked)
-    assert (summary.counts.migrated, summary.counts.blocked, summary.exit_code) == (1, 3, 0)
+    assert (summary.counts.migrated, summary.counts.blocked, exits.for_run(summary)) == (1, 3, 0)
     after = snapshot(blocked)
     for table in ("users", "project_access", "environment_access", "billing_accounts"):
         assert after[table] == before[table], table
@@ -212,7 +221,7 @@ def test_a_failing_owner_is_isolated_and_leaves_nothing_half_done(engine: Engine
             p.billing(user_id=owner, projects=(f"p{owner}",))
     inject_failure(engine, "NEW.id = 'p5'")
     summary = run_wave(engine, batch_size=10)
-    assert (summary.counts.migrated, summary.counts.failed, summary.exit_code) == (9, 1, 1)
+    assert (summary.counts.migrated, summary.counts.failed, exits.for_run(summary)) == (9, 1, 1)
     assert scalar(engine, "SELECT COUNT(*) FROM organizations WHERE owner_id = 5") == 0
     assert scalar(engine, "SELECT organization_id FROM projects WHERE id = 'p5'") is None
     assert (
@@ -228,7 +237,7 @@ def test_a_failing_owner_is_isolated_and_leaves_nothing_half_done(engine: Engine
     remove_failure(engine)
     assert run_wave(engine).counts.attempted == 0
     summary = run_wave(engine, retry_failed=True)
-    assert (summary.counts.migrated, summary.exit_code) == (1, 0)
+    assert (summary.counts.migrated, exits.for_run(summary)) == (1, 0)
     assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NULL") == 0
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.integration.helpers import run_wave
-from tests.support import Platform, scalar
+from tests.support import Platform, run_wave, scalar
 
 
 def test_a_serialization_failure_is_retried_not_counted_as_failed(engine: Engine) -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
-from rollout.ledger import new_run_id
-from rollout.plan import Wave
-from rollout.rollback import rollback, wave_migrated_owners
-from tests.integration.helpers import run_owner, run_wave
-from tests.support import Platform, scalar, snapshot
+from rollout.engine.ledger import new_run_id
+from rollout.engine.waveplan import Wave
+from rollout.operations.rollback import rollback, wave_migrated_owners
+from tests.support import Platform, run_owner, run_wave, scalar, snapshot
 
 PERMS = ("plans", "billing", "projects:create", "members")
 

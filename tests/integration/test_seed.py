@@ -16,11 +16,13 @@ import pytest
 from sqlalchemy import Engine, text
 from unidecode import unidecode
 
-from rollout import db
-from rollout.dialect import as_datetime
+from rollout.cli import exits
+from rollout.engine.naming import NAME_PATTERN
 from rollout.errors import UsageError
-from rollout.naming import NAME_PATTERN
 from rollout.seed import SeedSummary, seed
+from rollout.store.dialect import as_datetime
+from rollout.store.engine import make_engine
+from rollout.store.schema import PLATFORM_TABLES, init_schema
 from tests.conftest import drop_pg_database, new_pg_database
 
 OWNERS = 2000
@@ -63,12 +65,12 @@ class Databases:
 
     def new(self) -> Engine:
         if self.backend == "sqlite":
-            engine = db.make_engine(f"sqlite:///{self.directory / f's{len(self.engines)}.db'}", create=True)
-            db.init_schema(engine, platform=True)
+            engine = make_engine(f"sqlite:///{self.directory / f's{len(self.engines)}.db'}", create=True)
+            init_schema(engine, platform=True)
         else:
             url = new_pg_database(self.server, self.admin, self.template)
             self.urls.append(url)
-            engine = db.make_engine(url)
+            engine = make_engine(url)
         self.engines.append(engine)
         return engine
 
@@ -123,7 +125,7 @@ def table_rows(engine: Engine, table: str) -> list[tuple[Any, ...]]:
 
 def digest(engine: Engine) -> str:
     sha = hashlib.sha256()
-    for table in db.PLATFORM_TABLES:
+    for table in PLATFORM_TABLES:
         for row in table_rows(engine, table):
             sha.update(repr((table, row)).encode())
     return sha.hexdigest()
@@ -372,7 +374,7 @@ def test_refuses_a_database_that_already_has_users(databases: Databases) -> None
         seed(engine, 60, SEED + 1)
 
     assert "\n" not in str(refused.value) and "users" in str(refused.value)
-    assert refused.value.exit_code == 2
+    assert exits.for_error(refused.value) == exits.USAGE
     assert digest(engine) == before
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from rollout.plan import Wave, bucket
-from rollout.selection import wave_owners
-from tests.integration.helpers import run_wave
-from tests.support import Platform
+from rollout.engine.selection import wave_owners
+from rollout.engine.waveplan import Wave, bucket
+from tests.support import Platform, run_wave
 
 SALT = "organizations-2021"
 

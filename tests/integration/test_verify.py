@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, text
 
-from rollout.verify import verify
-from tests.integration.helpers import run_wave
-from tests.support import Platform
+from rollout.operations.verify import verify
+from tests.support import Platform, run_wave
 
 
 @pytest.fixture

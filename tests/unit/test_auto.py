@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from rollout.auto import choose
-from rollout.plan import Plan, Settings, Wave
-from rollout.status import CompletedWave, WaveStatus
+from rollout.engine.ledger import CompletedWave
+from rollout.engine.tally import WaveStatus
+from rollout.engine.waveplan import RolloutSettings, Wave, WavePlan
+from rollout.operations.auto import choose
 
 NOW = datetime(2021, 9, 10, 12, 0, tzinfo=UTC)
-PLAN = Plan(
+PLAN = WavePlan(
     Path("waves.toml"),
-    Settings(min_attempts=10, max_failures=5, error_budget=0.1),
+    RolloutSettings(min_attempts=10, max_failures=5, error_budget=0.1),
     (
         Wave("canary", owners=(1, 2)),
         Wave("one", percent=1, not_before=datetime(2021, 9, 6, 8, tzinfo=UTC), soak=timedelta(hours=24)),

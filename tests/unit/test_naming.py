@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rollout.naming import MAX_LENGTH, NAME_PATTERN, assign_names, base_name, suffixed
+from rollout.engine.naming import MAX_LENGTH, NAME_PATTERN, assign_names, base_name, suffixed
 
 
 def is_valid(name: str) -> bool:

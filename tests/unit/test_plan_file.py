@@ -11,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rollout.cli import exits
+from rollout.engine.planfile import load_plan, parse_duration
+from rollout.engine.waveplan import MAX_BATCH_SIZE, RolloutSettings, Wave, bucket
 from rollout.errors import ConfigError, UsageError
-from rollout.plan import MAX_BATCH_SIZE, Settings, Wave, bucket, load_plan, parse_duration
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_PLAN = REPO / "jobs" / "waves.toml"
@@ -107,7 +109,7 @@ def test_excludes_only_the_excluded_owners() -> None:
 def test_the_shipped_plan_loads() -> None:
     """jobs/waves.toml is valid: canary, then 1, 10, 50 and 100 % with growing soak times."""
     plan = load_plan(SHIPPED_PLAN)
-    assert plan.settings == Settings()
+    assert plan.settings == RolloutSettings()
     assert plan.wave_names == ("canary", "one-percent", "ten-percent", "fifty-percent", "everyone")
     canary = plan.wave("canary")
     assert canary.owners == (1, 2, 3, 42, 1001)
@@ -122,7 +124,7 @@ def test_the_shipped_plan_loads() -> None:
 def test_defaults_when_rollout_table_is_omitted(tmp_path: Path) -> None:
     """Without [rollout] every setting takes the documented default."""
     plan = load_plan(write_plan(tmp_path, '[[waves]]\nname = "all"\npercent = 100\n'))
-    assert plan.settings == Settings(
+    assert plan.settings == RolloutSettings(
         salt="organizations-2021", batch_size=500, error_budget=0.01, min_attempts=100, max_failures=50
     )
     wave = plan.waves[0]
@@ -155,7 +157,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
         """,
     )
     plan = load_plan(path)
-    assert plan.settings == Settings(
+    assert plan.settings == RolloutSettings(
         salt="s", batch_size=10000, error_budget=0.0, min_attempts=0, max_failures=0
     )
     assert plan.waves == (
@@ -191,10 +193,12 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 
 
 def test_wave_lookup_and_order() -> None:
-    """`wave` finds a wave by name, `previous` gives the one before it in file order."""
+    """`wave` finds a wave by name; the waves keep file order (the order `run --auto` follows)."""
     plan = load_plan(SHIPPED_PLAN)
-    assert plan.previous(plan.wave("canary")) is None
-    assert plan.previous(plan.wave("ten-percent")) == plan.wave("one-percent")
+    names = plan.wave_names
+    assert plan.wave("canary") is plan.waves[0] and names[0] == "canary"
+    assert names.index("one-percent") == names.index("ten-percent") - 1
+    assert plan.wave("ten-percent").name == "ten-percent"
 
 
 def test_unknown_wave_lists_the_known_ones() -> None:
@@ -203,7 +207,7 @@ def test_unknown_wave_lists_the_known_ones() -> None:
     with pytest.raises(UsageError) as caught:
         plan.wave("two-percent")
     message = str(caught.value)
-    assert caught.value.exit_code == 2
+    assert exits.for_error(caught.value) == exits.USAGE
     assert "\n" not in message
     assert "'two-percent'" in message
     assert "canary, one-percent, ten-percent, fifty-percent, everyone" in message
@@ -325,7 +329,7 @@ def test_invalid_plan_is_one_line_naming_file_wave_and_key(
     with pytest.raises(ConfigError) as caught:
         load_plan(path)
     message = str(caught.value)
-    assert caught.value.exit_code == 2
+    assert exits.for_error(caught.value) == exits.USAGE
     assert "\n" not in message
     assert message.startswith(f"{path}: ")
     if where is not None:
@@ -355,7 +359,7 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.toml"
     with pytest.raises(ConfigError) as caught:
         load_plan(path)
-    assert caught.value.exit_code == 2
+    assert exits.for_error(caught.value) == exits.USAGE
     assert str(caught.value).startswith(f"{path}: cannot read the plan file")
 
 

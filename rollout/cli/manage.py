@@ -1,0 +1,97 @@
+"""`rollout db init`, `seed`, `rollback`, `pause` and `resume`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import click
+
+from rollout import logs
+from rollout.cli import exits
+from rollout.cli.app import cli, options
+from rollout.engine import ledger
+from rollout.errors import UsageError
+from rollout.operations.rollback import check_owner, rollback, wave_migrated_owners
+from rollout.render.views import render_rollback
+from rollout.seed import seed as seed_data
+from rollout.store.engine import make_engine, transaction
+from rollout.store.schema import init_schema
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The database: the job's tables, and the platform tables for rehearsals."""
+
+
+@db_group.command("init")
+@click.option("--platform-schema", is_flag=True, help="Also create the platform tables (demo, tests).")
+@click.pass_context
+def db_init(ctx: click.Context, platform_schema: bool) -> int:
+    """Create the job's own rollout_ tables (idempotent)."""
+    engine = make_engine(options(ctx).database_url, create=True)
+    init_schema(engine, platform=platform_schema)
+    what = "platform and rollout tables" if platform_schema else "rollout tables"
+    click.echo(f"{what} ready in {engine.url.render_as_string()}")
+    return exits.OK
+
+
+@cli.command()
+@click.option("--owners", type=click.IntRange(min=1), required=True, help="How many legacy owners to create.")
+@click.option("--seed", "seed_value", type=int, default=0, show_default=True, help="Same seed, same data.")
+@click.pass_context
+def seed(ctx: click.Context, owners: int, seed_value: int) -> int:
+    """Fill empty platform tables with realistic synthetic legacy data."""
+    click.echo(str(seed_data(options(ctx).engine(), owners, seed_value)))
+    return exits.OK
+
+
+@cli.command("rollback")
+@click.option("--owner", "owner_id", type=int, help="Roll back this owner.")
+@click.option("--wave", help="Roll back every owner this wave's runs migrated.")
+@click.option("--dry-run", is_flag=True, help="Print what would be undone; write nothing.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def rollback_command(
+    ctx: click.Context, owner_id: int | None, wave: str | None, dry_run: bool, fmt: str
+) -> int:
+    """Undo what the job did for an owner or a wave."""
+    if (owner_id is None) == (wave is None):
+        raise UsageError("give exactly one of --owner ID or --wave W")
+    opts = options(ctx)
+    engine = opts.engine()
+    logs.bind(opts.run_id, wave)
+    owners: Iterable[int]
+    if owner_id is not None:
+        check_owner(engine, owner_id)
+        owners = [owner_id]
+    else:
+        opts.plan().wave(wave or "")
+        owners = wave_migrated_owners(engine, wave or "")
+    report = rollback(engine, owners, run_id=opts.run_id, dry_run=dry_run)
+    click.echo(render_rollback(report, fmt))
+    if owner_id is not None and report.not_migrated:
+        click.echo(f"rollout: owner {owner_id} is not migrated by the job; nothing to roll back", err=True)
+    for failed_owner, error in report.failed:
+        click.echo(f"  owner {failed_owner} could not be rolled back: {error}", err=True)
+    return exits.FAILED if report.failed else exits.OK
+
+
+@cli.command()
+@click.option("--reason", help="Shown by status and by the runs it refuses.")
+@click.pass_context
+def pause(ctx: click.Context, reason: str | None) -> int:
+    """Stop running workers after their batch; refuse new runs."""
+    transaction(options(ctx).engine(), lambda conn: ledger.set_paused(conn, True, reason))
+    click.echo(
+        "paused: running workers stop after their current batch; new runs exit 4 until `rollout resume`"
+    )
+    return exits.OK
+
+
+@cli.command()
+@click.pass_context
+def resume(ctx: click.Context) -> int:
+    """Allow runs again after `rollout pause`."""
+    transaction(options(ctx).engine(), lambda conn: ledger.set_paused(conn, False, None))
+    click.echo("resumed")
+    return exits.OK

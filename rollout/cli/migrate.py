@@ -1,0 +1,152 @@
+"""`rollout plan` (the dry-run report) and `rollout run`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import structlog
+from sqlalchemy import Engine
+
+from rollout.cli import exits
+from rollout.cli.app import cli, duration, options, safe_url
+from rollout.cli.progress import progress_bar
+from rollout.clock import utcnow
+from rollout.engine.changes import ChangeTotals
+from rollout.engine.waveplan import Wave, WavePlan
+from rollout.errors import RolloutError, UsageError
+from rollout.operations import dryrun, metrics
+from rollout.operations import run as running
+from rollout.render.metrics import write_metrics
+from rollout.render.report import WRITERS, Context
+from rollout.render.views import run_line
+
+log = structlog.get_logger("rollout.cli")
+
+
+def write_dry_run(
+    engine: Engine, plan: WavePlan, wave: Wave, fmt: str, output: Path | None
+) -> ChangeTotals:
+    """Computes the dry run of a wave and writes it to stdout or a file (whole or not at all)."""
+    totals = ChangeTotals(already_migrated=dryrun.already_migrated(engine, plan, wave))
+    ctx = Context(wave.name, str(plan.path), safe_url(engine), utcnow().isoformat(timespec="seconds"))
+    writer = WRITERS[fmt]
+
+    def write(out: IO[str]) -> None:
+        writer(out, dryrun.batches(engine, plan, wave), totals, ctx)
+
+    if output is None:
+        write(sys.stdout)
+        return totals
+    if not output.parent.is_dir():
+        raise UsageError(f"cannot write {output}: {output.parent} is not a directory")
+    tmp = output.with_name(f".{output.name}.partial")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as out:
+            write(out)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return totals
+
+
+@cli.command("plan")
+@click.option("--wave", required=True, help="The wave to report on.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default=None,
+    help="Default: table on a terminal, json otherwise.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the report to this file (atomically) instead of stdout.",
+)
+@click.pass_context
+def plan_command(ctx: click.Context, wave: str, fmt: str | None, output: Path | None) -> int:
+    """The dry-run report of a wave: exactly what `run --wave` would do now. Writes nothing."""
+    opts = options(ctx)
+    plan = opts.plan()
+    selected = plan.wave(wave)
+    engine = opts.engine()
+    fmt = fmt or ("table" if output is None and sys.stdout.isatty() else "json")
+    totals = write_dry_run(engine, plan, selected, fmt, output)
+    if output is not None:
+        click.echo(
+            f"{fmt} report of wave {wave} written to {output}: {totals.owners} owners to migrate, "
+            f"{totals.blocked} blocked",
+            err=True,
+        )
+    return exits.OK
+
+
+@cli.command()
+@click.option("--wave", help="Migrate the owners this wave selects.")
+@click.option(
+    "--owner", "owner_id", type=int, help="Migrate one owner, whatever its state (also after rollback)."
+)
+@click.option(
+    "--from-plan",
+    "from_plan",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Migrate exactly the owners of an approved JSON report; drifted owners are skipped.",
+)
+@click.option(
+    "--auto", is_flag=True, help="Cron: the first wave that may run now, under a lock (exit 3 if held)."
+)
+@click.option("--batch-size", type=click.IntRange(1, 10_000), help="Owners per transaction (plan default).")
+@click.option("--max-owners", type=click.IntRange(min=1), help="Stop after attempting this many owners.")
+@click.option("--time-budget", callback=duration, help="Stop between batches after this long, e.g. 50m.")
+@click.option("--retry-failed", is_flag=True, help="Also attempt owners that failed before.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, help="Only 1 for now (see README).")
+@click.option(
+    "--metrics-file", type=click.Path(path_type=Path, dir_okay=False), help="Prometheus textfile to write."
+)
+@click.pass_context
+def run(ctx: click.Context, /, workers: int, metrics_file: Path | None, **request: Any) -> int:
+    """Migrate owners: a wave, one owner, an approved report, or whatever cron should do now."""
+    if workers != 1:
+        raise UsageError(
+            "--workers is not implemented yet: run one process per wave (several processes on one wave are safe)"
+        )
+    asked = running.RunRequest(**request)
+    opts = options(ctx)
+    plan = opts.plan()
+    if asked.wave is not None:
+        plan.wave(asked.wave)
+    engine = opts.engine()
+    try:
+        result = running.run(engine, plan, asked, run_id=opts.run_id, progress=progress_bar())
+    except RolloutError:
+        # A refused or halted run is what monitoring most needs to see (paused, lock held...).
+        _write_metrics(engine, plan, metrics_file, None)
+        raise
+    _write_metrics(engine, plan, metrics_file, result)
+    if result.summary is None:
+        click.echo(f"nothing to do: {result.nothing_to_do}")
+        return exits.OK
+    summary = result.summary
+    click.echo(run_line(summary))
+    for failed_owner, error in summary.failures:
+        click.echo(f"  owner {failed_owner} failed: {error}", err=True)
+    for drift in summary.drifted:
+        click.echo(f"  owner {drift.owner_id} drifted, skipped: {drift.why}", err=True)
+    if summary.outcome == "halted":
+        click.echo(f"rollout: halted: {summary.stop_text}", err=True)
+    return exits.for_run(summary)
+
+
+def _write_metrics(
+    engine: Engine, plan: WavePlan, path: Path | None, result: running.RunResult | None
+) -> None:
+    if path is None:
+        return
+    try:
+        write_metrics(path, metrics.snapshot(engine, plan, result))
+    except RolloutError as exc:
+        log.error("metrics.unwritten", path=str(path), error=str(exc))

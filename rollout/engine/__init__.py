@@ -1,0 +1,1 @@
+"""The engine: selection, batch changes, the migration, the loop, the ledger, the domain words."""

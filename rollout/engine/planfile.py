@@ -1,0 +1,273 @@
+"""Reading the wave plan file: parse and validate the TOML, or one line saying what is wrong.
+
+`load_plan` turns a TOML file into a frozen `WavePlan` or raises one `ConfigError` whose message is
+a single line naming the file, the wave and the key at fault, so that an operator can fix the file
+from the message alone.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from rollout.engine.waveplan import MAX_BATCH_SIZE, RolloutSettings, Wave, WavePlan
+from rollout.errors import ConfigError
+
+_MAX_USER_ID = 2**63 - 1  # users.id is a BIGINT
+
+_T = TypeVar("_T")
+_D = TypeVar("_D")
+
+_DURATION = re.compile(r"(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
+
+
+def parse_duration(text: str) -> timedelta:
+    """A duration written as days, hours, minutes, seconds in that order: "90s", "30m", "1h30m", "2d".
+
+    Raises `ValueError` with an operator-facing reason for anything else, negative values included.
+    """
+    candidate = text.strip()
+    if candidate.startswith("-"):
+        raise ValueError(f"must not be negative, got {text!r}")
+    match = _DURATION.fullmatch(candidate)
+    if not candidate or match is None:
+        raise ValueError(f'must be a duration like "90s", "30m", "24h", "2d" or "1h30m", got {text!r}')
+    parts = {unit: int(value) for unit, value in match.groupdict(default="0").items()}
+    try:
+        return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    except OverflowError:
+        raise ValueError(f"is too long, got {text!r}") from None
+
+
+def _show(value: object) -> str:
+    """A value as the operator wrote it in TOML, on one short line."""
+    if isinstance(value, bool):
+        shown = f"{str(value).lower()} (a boolean)"
+    elif isinstance(value, datetime | date | time):
+        shown = value.isoformat()
+    elif isinstance(value, str):
+        shown = repr(value)
+    elif isinstance(value, dict):
+        shown = "a table"
+    else:
+        shown = repr(value)
+    shown = " ".join(shown.split())
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+class _Section:
+    """Reads the keys of one table of the file, raising errors that say where the table is."""
+
+    def __init__(self, path: Path, where: str, table: Mapping[str, Any]) -> None:
+        self.path = path
+        self.where = where
+        self.table = table
+
+    def fail(self, key: str, problem: str) -> NoReturn:
+        raise ConfigError(f"{self.path}: {self.where}: key {key!r}: {problem}")
+
+    def reject_unknown(self, known: tuple[str, ...]) -> None:
+        for key in self.table:
+            if key not in known:
+                self.fail(key, f"unknown key (known keys: {', '.join(known)})")
+
+    def get(self, key: str, convert: Callable[[object], _T], default: _D) -> _T | _D:
+        if key not in self.table:
+            return default
+        try:
+            return convert(self.table[key])
+        except ValueError as exc:
+            self.fail(key, str(exc))
+
+
+def _integer(value: object, *, minimum: int, maximum: int = _MAX_USER_ID, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValueError(f"must be {what}, got {_show(value)}")
+    return value
+
+
+def _number(value: object, *, low: float, high: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"must be {what}, got {_show(value)}")
+    return float(value)
+
+
+def _non_empty_string(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {_show(value)}")
+    return value
+
+
+def _user_ids(value: object) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of integer user ids like [1001, 1002], got {_show(value)}")
+    ids: list[int] = []
+    for index, item in enumerate(value):
+        try:
+            ids.append(_integer(item, minimum=1, what="a positive integer user id"))
+        except ValueError as exc:
+            raise ValueError(f"item {index}: {exc}") from None
+    return tuple(dict.fromkeys(ids))
+
+
+def _regions(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f'must be a non-empty list of region names like ["eu-3"], got {_show(value)}')
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"item {index}: must be a non-empty region name, got {_show(item)}")
+    return tuple(dict.fromkeys(value))
+
+
+def _instant(value: object) -> datetime:
+    example = "like 2021-09-06T08:00:00Z"
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(
+                f"malformed: a date-time needs a timezone offset ({example} or +02:00), got {_show(value)}"
+            )
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        raise ValueError(f"malformed: a date-time with a timezone is needed ({example}), got {_show(value)}")
+    if isinstance(value, str):
+        raise ValueError(f"malformed: write a TOML date-time without quotes ({example}), got {_show(value)}")
+    raise ValueError(f"malformed: must be a date-time with a timezone ({example}), got {_show(value)}")
+
+
+def _duration(value: object) -> timedelta:
+    if not isinstance(value, str):
+        raise ValueError(f'must be a duration string like "24h" or "1h30m", got {_show(value)}')
+    return parse_duration(value)
+
+
+_SETTINGS_KEYS = ("salt", "batch_size", "error_budget", "min_attempts", "max_failures")
+_WAVE_KEYS = (
+    "name",
+    "owners",
+    "percent",
+    "regions",
+    "max_projects",
+    "exclude_owners",
+    "not_before",
+    "soak",
+)
+
+
+def _settings(path: Path, table: object) -> RolloutSettings:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: key 'rollout': must be a table ([rollout]), got {_show(table)}")
+    section = _Section(path, "[rollout]", table)
+    section.reject_unknown(_SETTINGS_KEYS)
+    defaults = RolloutSettings()
+    return RolloutSettings(
+        salt=section.get("salt", _non_empty_string, defaults.salt),
+        batch_size=section.get(
+            "batch_size",
+            lambda v: _integer(
+                v, minimum=1, maximum=MAX_BATCH_SIZE, what=f"an integer from 1 to {MAX_BATCH_SIZE}"
+            ),
+            defaults.batch_size,
+        ),
+        error_budget=section.get(
+            "error_budget",
+            lambda v: _number(v, low=0.0, high=1.0, what="a number from 0 to 1 (0.01 is 1 %)"),
+            defaults.error_budget,
+        ),
+        min_attempts=section.get(
+            "min_attempts",
+            lambda v: _integer(v, minimum=0, what="a non-negative integer"),
+            defaults.min_attempts,
+        ),
+        max_failures=section.get(
+            "max_failures",
+            lambda v: _integer(v, minimum=0, what="a non-negative integer"),
+            defaults.max_failures,
+        ),
+    )
+
+
+def _wave(path: Path, index: int, table: object) -> Wave:
+    position = f"waves[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: wave {position}: must be a table ([[waves]]), got {_show(table)}")
+    name = table.get("name")
+    if name is None:
+        _Section(path, f"wave {position}", table).fail("name", "missing: every wave needs a name")
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        _Section(path, f"wave {position}", table).fail(
+            "name", f"must be a non-empty string without surrounding spaces, got {_show(name)}"
+        )
+    section = _Section(path, f"wave {name!r}", table)
+    section.reject_unknown(_WAVE_KEYS)
+    owners = section.get("owners", _user_ids, ())
+    percent = section.get(
+        "percent", lambda v: _number(v, low=0.0, high=100.0, what="a number from 0 to 100"), None
+    )
+    if not owners and percent is None:
+        section.fail("owners", "a wave needs a non-empty 'owners' list or a 'percent' (or both)")
+    return Wave(
+        name=name,
+        owners=owners,
+        percent=percent,
+        regions=section.get("regions", _regions, None),
+        max_projects=section.get(
+            "max_projects", lambda v: _integer(v, minimum=1, what="a positive integer"), None
+        ),
+        exclude_owners=frozenset(section.get("exclude_owners", _user_ids, ())),
+        not_before=section.get("not_before", _instant, None),
+        soak=section.get("soak", _duration, None),
+    )
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the plan file: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {' '.join(str(exc).split())}") from None
+
+
+def load_plan(path: Path) -> WavePlan:
+    """Read and validate a plan file; any problem is one `ConfigError` (exit code 2), never a partial plan."""
+    document = _read(path)
+    for key in document:
+        if key not in ("rollout", "waves"):
+            raise ConfigError(
+                f"{path}: key {key!r}: unknown top-level table or key (expected [rollout] and [[waves]])"
+            )
+    settings = _settings(path, document.get("rollout", {}))
+    tables = document.get("waves")
+    if tables is None or tables == []:
+        raise ConfigError(f"{path}: key 'waves': no waves: add at least one [[waves]] table")
+    if not isinstance(tables, list):
+        raise ConfigError(f"{path}: key 'waves': must be an array of tables ([[waves]]), got {_show(tables)}")
+    waves: list[Wave] = []
+    first_index: dict[str, int] = {}
+    for index, table in enumerate(tables):
+        wave = _wave(path, index, table)
+        if wave.name in first_index:
+            raise ConfigError(
+                f"{path}: wave {wave.name!r}: key 'name': duplicate wave name "
+                f"(waves[{index}] repeats waves[{first_index[wave.name]}])"
+            )
+        first_index[wave.name] = index
+        waves.append(wave)
+    return WavePlan(path=path, settings=settings, waves=tuple(waves))
+
+
+@contextmanager
+def packaged_plan() -> Iterator[Path]:
+    """The copy of `jobs/waves.toml` shipped inside the package, as a file for the block."""
+    with resources.as_file(resources.files("rollout") / "waves.toml") as path:
+        yield path

@@ -1,0 +1,87 @@
+"""Which owners a wave selects, streamed page by page in user-id order.
+
+Selection is recomputed at every run from the data as it is then, so late arrivals join the next
+run. Pages are read in short transactions of their own (`batches.keyset_pages`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+
+from rollout.engine import ledger
+from rollout.engine.batches import keyset_pages
+from rollout.engine.states import OwnerState, attempted_by_waves
+from rollout.engine.waveplan import Wave
+from rollout.store import queries
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An owner of legacy projects as a page of the selection sees it."""
+
+    owner_id: int
+    legacy_projects: int
+    in_regions: int
+    state: OwnerState | None  # as recorded; blocked or failed for a migrated owner's late project
+    migrated_before: bool = False  # the job migrated this owner; these are late arrivals
+
+
+def candidates(engine: Engine, wave: Wave | None = None) -> Iterator[Candidate]:
+    """Every owner of a legacy project (or only those a wave lists by id), in user-id order."""
+    listed_only = wave is not None and wave.percent is None
+    regions = list(wave.regions or []) if wave is not None else []
+    listed = list(wave.owners) if wave is not None and listed_only else []
+
+    def page(conn: Connection, after: int, page_size: int) -> list[Candidate]:
+        name = "listed_owner_page" if listed_only else "legacy_owner_page"
+        rows = queries.rows(
+            conn, name, after_id=after, page_size=page_size, regions=regions, listed=listed
+        )
+        return [
+            Candidate(
+                r.owner_id,
+                r.legacy_projects,
+                r.in_regions or 0,
+                OwnerState(r.state) if r.state is not None else None,
+                bool(r.migrated_before),
+            )
+            for r in rows
+        ]
+
+    return keyset_pages(engine, page, lambda c: c.owner_id, -1)
+
+
+def migrated_owners(engine: Engine) -> Iterator[tuple[int, str | None]]:
+    """(owner id, wave that migrated it) of every owner the job migrated, in user-id order."""
+    return keyset_pages(engine, ledger.migrated_owner_page, lambda row: row[0], -1)
+
+
+def counts_as_migrated(
+    wave: Wave, salt: str, owner_id: int, migrated_by: str | None, owner_bucket: int
+) -> bool:
+    """Whether a migrated owner counts under a wave: the wave migrated it, or the wave admits it by
+    list or percent (its filters on legacy projects cannot apply to an owner who has none left)."""
+    if migrated_by == wave.name:
+        return True
+    return wave.admits_bucket(salt, owner_id, owner_bucket) and not wave.excludes(owner_id)
+
+
+def selects(wave: Wave, salt: str, candidate: Candidate) -> bool:
+    """Whether the wave selects this owner, whatever the job has recorded for it."""
+    if not wave.admits_bucket(salt, candidate.owner_id):
+        return False
+    if wave.regions is not None and candidate.in_regions == 0:
+        return False
+    if wave.max_projects is not None and candidate.legacy_projects > wave.max_projects:
+        return False
+    return not wave.excludes(candidate.owner_id)
+
+
+def wave_owners(engine: Engine, wave: Wave, salt: str, *, retry_failed: bool) -> Iterator[int]:
+    """The owner ids a run of the wave attempts now, in user-id order."""
+    for candidate in candidates(engine, wave):
+        if selects(wave, salt, candidate) and attempted_by_waves(candidate.state, retry_failed=retry_failed):
+            yield candidate.owner_id

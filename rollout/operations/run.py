@@ -1,0 +1,179 @@
+"""`rollout run` in its four modes: a wave, one owner, an approved report, and cron's `--auto`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+from sqlalchemy import Engine
+
+from rollout import logs
+from rollout.clock import utcnow
+from rollout.engine import ledger
+from rollout.engine.runner import Limits, Progress, ReportGate, Runner, RunSummary
+from rollout.engine.selection import wave_owners
+from rollout.engine.states import RunMode
+from rollout.engine.tally import WaveStatus
+from rollout.engine.waveplan import RolloutSettings, Wave, WavePlan
+from rollout.errors import Halted, UsageError
+from rollout.operations.approved import ApprovedReport
+from rollout.operations.auto import choose
+from rollout.operations.status import current_waves
+from rollout.store import queries
+from rollout.store.engine import transaction
+from rollout.store.lock import auto_lock
+
+log = structlog.get_logger("rollout.run")
+
+# Given the number of owners a run will attempt, the display to keep up to date.
+ProgressFactory = Callable[[int | None], Progress]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `rollout run` was asked; exactly one of wave, owner_id, from_plan, auto."""
+
+    wave: str | None = None
+    owner_id: int | None = None
+    from_plan: Path | None = None
+    auto: bool = False
+    batch_size: int | None = None
+    max_owners: int | None = None
+    time_budget: timedelta | None = None
+    retry_failed: bool = False
+
+    def __post_init__(self) -> None:
+        chosen = [self.wave is not None, self.owner_id is not None, self.from_plan is not None, self.auto]
+        if sum(chosen) != 1:
+            raise UsageError("give exactly one of --wave W, --owner ID, --from-plan REPORT.json or --auto")
+
+    @property
+    def needs_waves(self) -> bool:
+        """A wave or `--auto` needs the plan's waves; one owner or a report only its settings."""
+        return self.wave is not None or self.auto
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A run's summary, or why there was nothing to run; with the waves' counts after a wave ran."""
+
+    summary: RunSummary | None
+    nothing_to_do: str | None = None
+    waves: tuple[WaveStatus, ...] | None = None
+
+
+def run(
+    engine: Engine,
+    plan: WavePlan | None,
+    request: RunRequest,
+    *,
+    run_id: str,
+    progress: ProgressFactory | None = None,
+) -> RunResult:
+    """Carries out a `rollout run`. `plan` may be None for one owner or a report (the defaults of
+    the `[rollout]` settings apply); a wave or `--auto` needs it."""
+    transaction(engine, ledger.refuse_if_paused)
+    if request.owner_id is not None:
+        owner_id = request.owner_id
+        if transaction(engine, lambda conn: queries.one(conn, "user_exists", user_id=owner_id)) is None:
+            raise UsageError(f"unknown owner {owner_id}: no such user")
+        runner = _runner(engine, _settings(plan, request), run_id, RunMode.OWNER, None, request)
+        return RunResult(runner.run([owner_id]))
+    if request.from_plan is not None:
+        report = ApprovedReport.read(request.from_plan)
+        states = transaction(engine, lambda conn: ledger.owner_states(conn, report.owner_ids()))
+        owners = report.to_attempt(states, retry_failed=request.retry_failed)
+        runner = _runner(
+            engine, _settings(plan, request), run_id, RunMode.FROM_REPORT, report.wave, request, gate=report
+        )
+        return RunResult(runner.run(owners))
+    if plan is None:
+        raise UsageError("a wave plan is needed to run a wave")
+    if request.auto:
+        with auto_lock(engine):
+            return _auto(engine, plan, request, run_id, progress)
+    return run_wave(engine, plan, plan.wave(request.wave or ""), request, run_id, RunMode.WAVE, progress)
+
+
+def run_wave(
+    engine: Engine,
+    plan: WavePlan,
+    wave: Wave,
+    request: RunRequest,
+    run_id: str,
+    mode: RunMode,
+    progress: ProgressFactory | None,
+    before: list[WaveStatus] | None = None,
+) -> RunResult:
+    """Runs a wave, then counts every wave once and dates the wave's completion if it is complete.
+    `before`, the counts before the run, sizes the progress display (counted only for one)."""
+    settings = _settings(plan, request)
+    tick = None
+    if progress is not None:
+        tick = progress(_to_attempt(before or current_waves(engine, plan), wave, request))
+    runner = _runner(engine, settings, run_id, mode, wave.name, request, progress=tick)
+    summary = runner.run(wave_owners(engine, wave, settings.salt, retry_failed=request.retry_failed))
+    after = current_waves(engine, plan)
+    transaction(engine, lambda conn: ledger.record_completions(conn, [w for w in after if w.wave == wave.name]))
+    return RunResult(summary, waves=tuple(after))
+
+
+def _auto(
+    engine: Engine, plan: WavePlan, request: RunRequest, run_id: str, progress: ProgressFactory | None
+) -> RunResult:
+    waves = current_waves(engine, plan)
+    transaction(engine, lambda conn: ledger.record_completions(conn, waves))
+    completed = transaction(engine, ledger.completed_waves)
+    decision = choose(plan, waves, completed, utcnow())
+    if decision.halt:
+        raise Halted(decision.reason)
+    if decision.wave is None:
+        log.info("auto.nothing_to_do", reason=decision.reason)
+        return RunResult(None, decision.reason, tuple(waves))
+    logs.bind(run_id, decision.wave.name)
+    log.info("auto.chose", reason=decision.reason)
+    return run_wave(engine, plan, decision.wave, request, run_id, RunMode.AUTO, progress, waves)
+
+
+def _to_attempt(waves: list[WaveStatus], wave: Wave, request: RunRequest) -> int | None:
+    for status in waves:
+        if status.wave == wave.name:
+            # Blocked owners are looked at again by every run; they count as attempted.
+            todo = status.remaining + status.blocked + (status.failed if request.retry_failed else 0)
+            return min(todo, request.max_owners) if request.max_owners else todo
+    return None
+
+
+def _settings(plan: WavePlan | None, request: RunRequest) -> RolloutSettings:
+    settings = plan.settings if plan is not None else RolloutSettings()
+    if request.batch_size is not None:
+        settings = dataclasses.replace(settings, batch_size=request.batch_size)
+    return settings
+
+
+def _runner(
+    engine: Engine,
+    settings: RolloutSettings,
+    run_id: str,
+    mode: RunMode,
+    wave: str | None,
+    request: RunRequest,
+    *,
+    gate: ReportGate | None = None,
+    progress: Progress | None = None,
+) -> Runner:
+    logs.bind(run_id, wave)
+    return Runner(
+        engine,
+        settings,
+        run_id=run_id,
+        mode=mode,
+        wave=wave,
+        limits=Limits(request.max_owners, request.time_budget),
+        gate=gate,
+        progress=progress,
+    )

@@ -1,0 +1,37 @@
+"""`rollout status`: where the rollout stands. Read-only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from rollout.engine import ledger
+from rollout.engine.tally import WaveStatus, wave_counts
+from rollout.engine.waveplan import WavePlan
+from rollout.store.engine import transaction
+
+
+@dataclass(frozen=True)
+class Status:
+    waves: tuple[WaveStatus, ...]
+    control: ledger.Control
+    runs: tuple[dict[str, Any], ...]
+    failed_owners: tuple[dict[str, Any], ...]
+
+
+def current_waves(engine: Engine, plan: WavePlan) -> list[WaveStatus]:
+    """Every wave's counts now, with the date each was first found complete."""
+    completed = transaction(engine, ledger.completed_waves)
+    return wave_counts(engine, plan, {name: c.completed_at for name, c in completed.items()})
+
+
+def read_status(engine: Engine, plan: WavePlan, runs: int = 10) -> Status:
+    """Per wave counts, the pause switch, the last `runs` runs, and the failed owners."""
+
+    def read(conn: Connection) -> tuple[ledger.Control, list[dict[str, Any]], list[dict[str, Any]]]:
+        return ledger.control(conn), ledger.recent_runs(conn, runs), ledger.failed_owners(conn)
+
+    control, recent, failed = transaction(engine, read)
+    return Status(tuple(current_waves(engine, plan)), control, tuple(recent), tuple(failed))

@@ -1,0 +1,1 @@
+"""Pure renderings of results: tables, Markdown, CSV, JSON, metrics."""

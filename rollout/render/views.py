@@ -1,0 +1,189 @@
+"""The results of `run`, `status`, `verify` and `rollback` for operators: tables for a terminal,
+JSON for machines. Pure functions of the results."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from rollout.engine.runner import RunSummary
+from rollout.engine.tally import WaveStatus
+from rollout.operations.rollback import RollbackReport
+from rollout.operations.status import Status
+from rollout.operations.verify import VerifyReport
+from rollout.render.table import table, to_json
+
+
+def run_line(summary: RunSummary) -> str:
+    """The one line `rollout run` prints."""
+    c = summary.counts
+    line = (
+        f"run {summary.run_id}: {summary.outcome}: {c.migrated} migrated, {c.blocked} blocked, "
+        f"{c.failed} failed" + (f", {c.drifted} drifted" if c.drifted else "") + f" in {c.batches} batches"
+    )
+    if summary.stop_text:
+        line += f" (stopped: {summary.stop_text})"
+    return line
+
+
+def status_dict(status: Status) -> dict[str, Any]:
+    return {
+        "waves": [dataclasses.asdict(w) | {"complete": w.complete} for w in status.waves],
+        "paused": status.control.paused,
+        "pause_reason": status.control.reason,
+        "runs": list(status.runs),
+        "failed_owners": list(status.failed_owners),
+    }
+
+
+def _completion(wave: WaveStatus) -> str:
+    if not wave.complete:
+        return "no"
+    return wave.completed_at[:16].replace("T", " ") if wave.completed_at else "yes"
+
+
+def render_status(status: Status, fmt: str) -> str:
+    if fmt == "json":
+        return to_json(status_dict(status))
+    parts = [
+        "PAUSED: " + (status.control.reason or "no reason given") if status.control.paused else "Not paused.",
+        "",
+        table(
+            [
+                "wave",
+                "selected",
+                "migrated",
+                "failed",
+                "blocked",
+                "rolled back",
+                "remaining",
+                "complete (since)",
+            ],
+            [
+                [
+                    w.wave,
+                    w.selected,
+                    w.migrated,
+                    w.failed,
+                    w.blocked,
+                    w.rolled_back,
+                    w.remaining,
+                    _completion(w),
+                ]
+                for w in status.waves
+            ],
+        ),
+        "",
+        "Recent runs:",
+        table(
+            ["run", "mode", "wave", "started", "finished", "outcome", "migrated", "failed", "blocked"],
+            [
+                [
+                    r["id"],
+                    r["mode"],
+                    r["wave"],
+                    r["started_at"],
+                    r["finished_at"],
+                    r["outcome"] or "running",
+                    r["migrated"],
+                    r["failed"],
+                    r["blocked"],
+                ]
+                for r in status.runs
+            ],
+        ),
+    ]
+    if status.failed_owners:
+        parts += [
+            "",
+            "Failed owners (retried with --retry-failed or --owner):",
+            table(
+                ["owner", "wave", "attempts", "last error"],
+                [[f["owner_id"], f["wave"], f["attempts"], f["error"]] for f in status.failed_owners],
+            ),
+        ]
+    return "\n".join(parts)
+
+
+def render_verify(report: VerifyReport, fmt: str) -> str:
+    if fmt == "json":
+        return to_json(dataclasses.asdict(report) | {"ok": report.ok})
+    scope = f"wave {report.wave}" if report.wave else "all waves"
+    head = f"Checked {report.owners_checked} migrated owners ({scope}): "
+    if report.ok:
+        return head + "every invariant holds."
+    return (
+        head
+        + f"{len(report.violations)} violations.\n\n"
+        + table(
+            ["owner", "invariant", "detail"], [[v.owner_id, v.invariant, v.detail] for v in report.violations]
+        )
+    )
+
+
+def render_rollback(report: RollbackReport, fmt: str) -> str:
+    if fmt == "json":
+        return to_json(rollback_dict(report))
+    verb = "Would roll back" if report.dry_run else "Rolled back"
+    lines = [f"{verb} {len(report.owners)} owners." + (" Nothing was written." if report.dry_run else "")]
+    if report.owners:
+        lines += [
+            "",
+            table(
+                [
+                    "owner",
+                    "organization",
+                    "organization after",
+                    "projects back",
+                    "left elsewhere",
+                    "members removed",
+                    "permissions removed",
+                    "billing back",
+                ],
+                [
+                    [
+                        o.owner_id,
+                        o.organization_name,
+                        (
+                            "deleted"
+                            if o.organization_deleted
+                            else "kept (in use)"
+                            if o.organization_created
+                            else "kept (not created by the job)"
+                        ),
+                        len(o.projects_returned),
+                        len(o.projects_left),
+                        len(o.members_removed),
+                        len(o.permissions_removed),
+                        o.billing_account_returned if o.billing_account_returned is not None else "-",
+                    ]
+                    for o in report.owners
+                ],
+            ),
+        ]
+    return "\n".join(lines)
+
+
+def rollback_dict(report: RollbackReport) -> dict[str, Any]:
+    return {
+        "dry_run": report.dry_run,
+        "owners": [
+            {
+                "owner_id": o.owner_id,
+                "organization": {
+                    "id": o.organization_id,
+                    "name": o.organization_name,
+                    "created_by_job": o.organization_created,
+                    "deleted": o.organization_deleted,
+                },
+                "projects_returned": list(o.projects_returned),
+                "projects_left": list(o.projects_left),
+                "members_removed": list(o.members_removed),
+                "permissions_removed": [list(p) for p in o.permissions_removed],
+                "billing_account_returned": o.billing_account_returned,
+            }
+            for o in report.owners
+        ],
+        "not_migrated": report.not_migrated,
+        "failed": [{"owner_id": owner_id, "error": error} for owner_id, error in report.failed],
+    }

@@ -1,0 +1,121 @@
+"""Engines, and transactions with the retry policy: the only place a transaction is opened."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from rollout.errors import ConcurrentChange, DatabaseUnavailable, UsageError, first_line
+from rollout.store import dialect
+
+T = TypeVar("T")
+log = structlog.get_logger("rollout.store")
+
+DEFAULT_ATTEMPTS = 6
+MAX_WAIT_S = 15.0
+MAX_RETRY_WINDOW_S = 60.0
+
+def make_engine(url: str, *, create: bool = False) -> Engine:
+    """An engine for a `postgresql+psycopg://` or `sqlite:///` URL.
+
+    A SQLite file that does not exist is only created when `create` is set, so that a mistyped
+    path fails instead of leaving an empty database behind.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UsageError(f"bad database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres") and parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    kwargs: dict[str, Any] = {}
+    if backend in ("postgresql", "postgres"):
+        kwargs = {
+            "pool_pre_ping": True,
+            "connect_args": {"connect_timeout": 10, "application_name": "rollout"},
+        }
+    elif backend == dialect.SQLITE:
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            raise UsageError("an in-memory SQLite database would vanish with the process; give a file")
+        if not create and not Path(database).exists():
+            raise UsageError(f"no database at {database!r}; run `rollout db init` or `rollout demo` first")
+    else:
+        raise UsageError(
+            f"unsupported database URL {parsed.render_as_string()!r}: use postgresql+psycopg:// or sqlite:///"
+        )
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise UsageError(f"bad database URL {parsed.render_as_string()!r}: {exc}") from exc
+    dialect.configure(engine)
+    return engine
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("db.retry", attempt=state.attempt_number, error=first_line(exc) if exc else None)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ConcurrentChange) or dialect.is_transient(exc)
+
+
+def default_attempts() -> int:
+    """Tries per transaction: ROLLOUT_DB_ATTEMPTS, else `DEFAULT_ATTEMPTS`."""
+    try:
+        return max(1, int(os.environ.get("ROLLOUT_DB_ATTEMPTS", str(DEFAULT_ATTEMPTS))))
+    except ValueError as exc:
+        raise UsageError("ROLLOUT_DB_ATTEMPTS must be a whole number") from exc
+
+
+def retrying(attempts: int | None = None) -> Retrying:
+    """The retry policy for a whole transaction, and the one description of it.
+
+    Only transient errors are retried (`dialect.is_transient`, or `ConcurrentChange`). Before try
+    n + 1 the job waits a random time between 0 and min(2^(n-1), 15) seconds (full jitter): with the
+    default 6 tries that is 5 waits of at most 1, 2, 4, 8 and 15 s, 30 s at most and 15 s on
+    average. No try starts more than 60 s after the first. Then the last error is raised: an
+    unreachable database becomes `DatabaseUnavailable` (exit 75).
+    """
+    attempts = attempts or default_attempts()
+    return Retrying(
+        stop=stop_after_attempt(attempts) | stop_after_delay(MAX_RETRY_WINDOW_S),
+        wait=wait_random_exponential(multiplier=1, max=MAX_WAIT_S),
+        retry=retry_if_exception(_retryable),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
+def transaction(engine: Engine, work: Callable[[Connection], T], *, attempts: int | None = None) -> T:
+    """Runs `work` in one transaction, retried whole on transient errors.
+
+    A database that stays unreachable becomes `DatabaseUnavailable` (exit 75); other errors pass.
+    """
+    try:
+        for attempt in retrying(attempts):
+            with attempt, engine.begin() as conn:
+                return work(conn)
+    except DBAPIError as exc:
+        if dialect.is_misconfigured(exc):
+            raise UsageError(f"cannot use the database: {first_line(exc)}") from exc
+        if dialect.is_unreachable(exc):
+            raise DatabaseUnavailable(f"database unreachable after retries: {first_line(exc)}") from exc
+        raise
+    raise AssertionError("unreachable")  # pragma: no cover

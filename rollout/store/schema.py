@@ -1,0 +1,81 @@
+"""The tables: the platform's (which the job only reads and writes rows of) and the job's own."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy.exc import DBAPIError
+
+from rollout.errors import SchemaNotInitialised, UsageError
+from rollout.store import dialect, queries
+from rollout.store.engine import transaction
+
+SCHEMA_VERSION = "1"
+
+# The platform tables, in foreign-key order, each with its primary key (the order of its rows).
+PLATFORM_TABLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "users": ("id",),
+        "organizations": ("id",),
+        "organization_members": ("organization_id", "user_id"),
+        "organization_member_permissions": ("organization_id", "user_id", "permission"),
+        "projects": ("id",),
+        "project_access": ("project_id", "user_id"),
+        "environments": ("id",),
+        "environment_access": ("environment_id", "user_id"),
+        "billing_accounts": ("id",),
+        "subscriptions": ("project_id",),
+        "invoices": ("id",),
+        "vouchers": ("code",),
+    }
+)
+JOB_TABLES = (
+    "rollout_meta",
+    "rollout_runs",
+    "rollout_owners",
+    "rollout_moved_projects",
+    "rollout_added_members",
+    "rollout_added_permissions",
+    "rollout_control",
+    "rollout_waves",
+)
+
+
+def init_schema(engine: Engine, *, platform: bool) -> None:
+    """Creates the job's tables, and with `platform` the platform tables. Idempotent."""
+
+    def create(conn: Connection) -> None:
+        name = conn.dialect.name
+        if platform:
+            for statement in queries.script("platform.sql", name):
+                conn.exec_driver_sql(statement)
+        for statement in queries.script("rollout.sql", name):
+            conn.exec_driver_sql(statement)
+        queries.execute(conn, "set_meta", key="schema_version", value=SCHEMA_VERSION)
+
+    transaction(engine, create)
+
+
+def table_names(conn: Connection) -> set[str]:
+    return set(inspect(conn).get_table_names())
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuses to work on a database without the platform tables or the job's own (exit 2)."""
+    try:
+        present = transaction(engine, table_names)
+    except DBAPIError as exc:
+        if engine.dialect.name == dialect.SQLITE and "not a database" in str(exc):
+            raise UsageError(f"{engine.url.database} is not a SQLite database") from exc
+        raise
+    missing_platform = [t for t in PLATFORM_TABLES if t not in present]
+    if missing_platform:
+        raise SchemaNotInitialised(
+            f"platform tables missing ({', '.join(missing_platform)}); this is not the platform's database,"
+            " or run `rollout db init --platform-schema` for a rehearsal"
+        )
+    missing_job = [t for t in JOB_TABLES if t not in present]
+    if missing_job:
+        raise SchemaNotInitialised("the job's tables are missing; run `rollout db init`")

@@ -20,10 +20,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-## lint: ruff and mypy
+## lint: ruff, mypy, and the layers (import-linter contracts in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check rollout tests
+	$(BIN)/ruff format --check rollout tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## bench: the migration against a set-based SQL baseline on PostgreSQL (BENCH_OWNERS, TEST_DATABASE_URL)
 bench: $(STAMP)

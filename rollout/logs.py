@@ -36,6 +36,6 @@ def configure(log_format: str | None = None, verbosity: int = 0) -> None:
 
 
 def bind(run_id: str, wave: str | None) -> None:
-    """Every later event carries the run id and the wave (SPEC quality bar)."""
+    """Every later event carries the run id and the wave (so that a run can be followed in any log store)."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(run_id=run_id, wave=wave)

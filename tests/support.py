@@ -226,9 +226,13 @@ def many_owners(engine: Engine, count: int, *, collaborator: int = 10**6) -> Non
         users += [(i, f"owner{i}", f"o{i}@example.com", f"Owner {i}", T0, None) for i in range(1, count + 1)]
         queries.load(conn, "load_users", users)
         queries.load(
-            conn, "load_projects", [(f"p{i}", f"P{i}", "eu-1", i, None, "active", T0) for i in range(1, count + 1)]
+            conn,
+            "load_projects",
+            [(f"p{i}", f"P{i}", "eu-1", i, None, "active", T0) for i in range(1, count + 1)],
         )
-        queries.load(conn, "load_project_access", [(f"p{i}", collaborator, "viewer") for i in range(1, count + 1)])
+        queries.load(
+            conn, "load_project_access", [(f"p{i}", collaborator, "viewer") for i in range(1, count + 1)]
+        )
 
 
 def half_migrated_owners(engine: Engine) -> list[int]:

@@ -27,9 +27,7 @@ from rollout.render.views import run_line
 log = structlog.get_logger("rollout.cli")
 
 
-def write_dry_run(
-    engine: Engine, plan: WavePlan, wave: Wave, fmt: str, output: Path | None
-) -> ChangeTotals:
+def write_dry_run(engine: Engine, plan: WavePlan, wave: Wave, fmt: str, output: Path | None) -> ChangeTotals:
     """Computes the dry run of a wave and writes it to stdout or a file (whole or not at all)."""
     totals = ChangeTotals(already_migrated=dryrun.already_migrated(engine, plan, wave))
     ctx = Context(wave.name, str(plan.path), safe_url(engine), utcnow().isoformat(timespec="seconds"))

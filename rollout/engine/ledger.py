@@ -245,7 +245,9 @@ def record_rolled_back(conn: Connection, owner_ids: Sequence[int], *, run_id: st
 
 def completed_waves(conn: Connection) -> dict[str, CompletedWave]:
     return {
-        r.wave: CompletedWave(r.wave, as_datetime(r.completed_at) or utcnow(), r.migrated, r.failed, r.blocked)
+        r.wave: CompletedWave(
+            r.wave, as_datetime(r.completed_at) or utcnow(), r.migrated, r.failed, r.blocked
+        )
         for r in queries.rows(conn, "completed_waves")
     }
 

@@ -56,9 +56,7 @@ def compute_batch(
     organizations: dict[int, list[Any]] = defaultdict(list)
     for row in rows(conn, "owned_organizations", owner_ids=owner_ids):
         organizations[row.owner_id].append(row)
-    owner_billing = {
-        row.user_id: row.id for row in rows(conn, "owner_billing_accounts", owner_ids=owner_ids)
-    }
+    owner_billing = {row.user_id: row.id for row in rows(conn, "owner_billing_accounts", owner_ids=owner_ids)}
     single_orgs = [orgs[0].id for orgs in organizations.values() if len(orgs) == 1]
     billed_orgs = {
         row.organization_id
@@ -98,9 +96,7 @@ def compute_batch(
     for row in rows(conn, "organization_members_of", organization_ids=reused_ids):
         existing_members[row.organization_id].add(row.user_id)
     owner_permissions: dict[int, set[str]] = defaultdict(set)
-    for row in rows(
-        conn, "member_permissions_of", organization_ids=reused_ids, user_ids=[o for o in reused]
-    ):
+    for row in rows(conn, "member_permissions_of", organization_ids=reused_ids, user_ids=[o for o in reused]):
         if reused.get(row.user_id) is not None and reused[row.user_id].id == row.organization_id:
             owner_permissions[row.user_id].add(row.permission)
 
@@ -221,7 +217,12 @@ def apply_batch(
     ledger.record_moved_projects(
         conn,
         [
-            {"project_id": p, "owner_id": o.owner_id, "organization_id": org_of[o.owner_id], "access_digest": d}
+            {
+                "project_id": p,
+                "owner_id": o.owner_id,
+                "organization_id": org_of[o.owner_id],
+                "access_digest": d,
+            }
             for o in changes.owners
             for p, d in o.access_digests
         ],
@@ -229,7 +230,11 @@ def apply_batch(
     )
 
     billing = [
-        {"billing_account_id": o.billing_account_id, "owner_id": o.owner_id, "organization_id": org_of[o.owner_id]}
+        {
+            "billing_account_id": o.billing_account_id,
+            "owner_id": o.owner_id,
+            "organization_id": org_of[o.owner_id],
+        }
         for o in changes.owners
         if o.billing_account_id is not None
     ]

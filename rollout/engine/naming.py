@@ -1,4 +1,4 @@
-"""Organization names (SPEC 3.1): the slug of a username, and a free name for each new organization."""
+"""Organization names (docs/migrating-an-owner.md): the slug of a username, and a free name for each new organization."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def base_name(username: str, user_id: int) -> str:
     separators, so `a😀b` gives `ab`. The `user-<id>` fallback goes through the same slugging, which
     keeps it within `MAX_LENGTH` for any id.
     """
-    # errors="ignore" is Unidecode's default; spelled out because dropping unknowns is the SPEC's rule.
+    # errors="ignore" is Unidecode's default; spelled out because dropping unknowns is the naming rule.
     slug = _slug(unidecode(username, errors="ignore")) or _slug(f"user-{user_id}")
     if len(slug) < _MIN_LENGTH:
         slug = f"{slug}-org"

@@ -37,9 +37,7 @@ def candidates(engine: Engine, wave: Wave | None = None) -> Iterator[Candidate]:
 
     def page(conn: Connection, after: int, page_size: int) -> list[Candidate]:
         name = "listed_owner_page" if listed_only else "legacy_owner_page"
-        rows = queries.rows(
-            conn, name, after_id=after, page_size=page_size, regions=regions, listed=listed
-        )
+        rows = queries.rows(conn, name, after_id=after, page_size=page_size, regions=regions, listed=listed)
         return [
             Candidate(
                 r.owner_id,

@@ -63,7 +63,9 @@ def count_waves(
     for candidate in legacy_owners:
         for wave in plan.waves:
             if selects(wave, salt, candidate):
-                column = _COLUMN_OF_STATE.get(candidate.state, "remaining") if candidate.state else "remaining"
+                column = (
+                    _COLUMN_OF_STATE.get(candidate.state, "remaining") if candidate.state else "remaining"
+                )
                 tallies[wave.name][column] += 1
                 tallies[wave.name]["late"] += candidate.migrated_before
     done = Counter[str]()

@@ -41,7 +41,10 @@ class RolloutSettings:
 
     def over_budget(self, failed: int, attempted: int) -> bool:
         """More than `error_budget` of the attempted owners failed, once `min_attempts` were
-        attempted; or `max_failures` failed, whatever the share ("always after this many")."""
+        attempted; or `max_failures` failed, whatever the share ("always after this many"; 0 means
+        at the first failure). No failure is ever over budget."""
+        if failed == 0:
+            return False
         if failed >= self.max_failures:
             return True
         return attempted >= self.min_attempts and failed > self.error_budget * attempted

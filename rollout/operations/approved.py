@@ -31,7 +31,9 @@ class ApprovedReport:
             fingerprint = fingerprint_of(report)
             entries = {int(e["owner_id"]): e for e in report["owners"]}
             names = {
-                i: str(e["organization"]["name"]) for i, e in entries.items() if not e["organization"]["existing"]
+                i: str(e["organization"]["name"])
+                for i, e in entries.items()
+                if not e["organization"]["existing"]
             }
             blocked = {int(e["owner_id"]): str(e["reason"]) for e in report.get("blocked", [])}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -81,7 +83,9 @@ class ApprovedReport:
             approved = self.entries.get(owner_id)
             if approved is None:
                 if owner_id in now:
-                    drifted.append(Drift(owner_id, "no longer blocked, but the report did not plan its migration"))
+                    drifted.append(
+                        Drift(owner_id, "no longer blocked, but the report did not plan its migration")
+                    )
             elif owner_id in blocked:
                 drifted.append(Drift(owner_id, f"blocked now: {blocked[owner_id]}"))
             elif owner_id not in now:

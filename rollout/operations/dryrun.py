@@ -22,7 +22,9 @@ from rollout.store.engine import transaction
 FINGERPRINT_PREFIX = "sha256:"
 
 
-def batches(engine: Engine, plan: WavePlan, wave: Wave, *, retry_failed: bool = False) -> Iterator[BatchChanges]:
+def batches(
+    engine: Engine, plan: WavePlan, wave: Wave, *, retry_failed: bool = False
+) -> Iterator[BatchChanges]:
     """What `rollout run --wave` would do now, batch by batch, in the same order and batches.
 
     The names handed to earlier batches are reserved for later ones, exactly as the run will have

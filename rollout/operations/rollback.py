@@ -69,7 +69,11 @@ def _rollback_batch(conn: Connection, owner_ids: Sequence[int], run_id: str) -> 
     queries.execute(conn, "return_projects", owner_ids=ids)
     queries.execute(conn, "return_billing_accounts", owner_ids=ids)
     kept = [r.id for r in queries.rows(conn, "organizations_in_use", organization_ids=created)]
-    for statement in ("remove_added_permissions", "remove_permissions_of_added_members", "remove_added_members"):
+    for statement in (
+        "remove_added_permissions",
+        "remove_permissions_of_added_members",
+        "remove_added_members",
+    ):
         queries.execute(conn, statement, owner_ids=ids, kept_organization_ids=kept)
     queries.execute(conn, "delete_unused_organizations", organization_ids=created)
     remaining = {r.id for r in queries.rows(conn, "existing_organizations", organization_ids=created)}
@@ -92,9 +96,7 @@ def _rollback_batch(conn: Connection, owner_ids: Sequence[int], run_id: str) -> 
                 u for u in members[o.owner_id] if not stays(o.owner_id, o.organization_id, u)
             ),
             permissions_removed=tuple(
-                (u, p)
-                for u, p in permissions[o.owner_id]
-                if not stays(o.owner_id, o.organization_id, u)
+                (u, p) for u, p in permissions[o.owner_id] if not stays(o.owner_id, o.organization_id, u)
             ),
             billing_account_returned=o.billing_account_id,
         )

@@ -118,7 +118,9 @@ def run_wave(
     runner = _runner(engine, settings, run_id, mode, wave.name, request, progress=tick)
     summary = runner.run(wave_owners(engine, wave, settings.salt, retry_failed=request.retry_failed))
     after = current_waves(engine, plan)
-    transaction(engine, lambda conn: ledger.record_completions(conn, [w for w in after if w.wave == wave.name]))
+    transaction(
+        engine, lambda conn: ledger.record_completions(conn, [w for w in after if w.wave == wave.name])
+    )
     return RunResult(summary, waves=tuple(after))
 
 

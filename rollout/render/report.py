@@ -158,7 +158,9 @@ OWNER_HEADERS = [
 ]
 
 
-def write_markdown(out: IO[str], batches: Iterable[BatchChanges], summary: ChangeTotals, ctx: Context) -> None:
+def write_markdown(
+    out: IO[str], batches: Iterable[BatchChanges], summary: ChangeTotals, ctx: Context
+) -> None:
     """A section to paste into a change ticket."""
     sample = _collect(batches, summary)
     out.write(f"## Organizations rollout: wave `{ctx.wave}`\n\n")

@@ -163,7 +163,9 @@ def _organization_ids(conn: Connection, owner_ids: Sequence[int]) -> dict[str, i
     ids: dict[str, int] = {}
     for start in range(0, len(owner_ids), _LOOKUP_CHUNK):
         chunk = list(owner_ids[start : start + _LOOKUP_CHUNK])
-        ids.update((row.name, int(row.id)) for row in queries.rows(conn, "owned_organizations", owner_ids=chunk))
+        ids.update(
+            (row.name, int(row.id)) for row in queries.rows(conn, "owned_organizations", owner_ids=chunk)
+        )
     return ids
 
 

@@ -1,7 +1,7 @@
 """Synthetic usernames and display names for `rollout seed`.
 
 Most are the ordinary ASCII handles a platform accumulates (`alice.smith42`); a sprinkling are the
-awkward cases organization naming (SPEC 3.1) has to survive: Unicode that transliterates, names past
+awkward cases organization naming (docs/migrating-an-owner.md) has to survive: Unicode that transliterates, names past
 the 39-character cut, one- and two-character names, names with nothing to slug, and families of
 names that differ only by case and punctuation and so fold to the same slug.
 """

@@ -30,6 +30,7 @@ DEFAULT_ATTEMPTS = 6
 MAX_WAIT_S = 15.0
 MAX_RETRY_WINDOW_S = 60.0
 
+
 def make_engine(url: str, *, create: bool = False) -> Engine:
     """An engine for a `postgresql+psycopg://` or `sqlite:///` URL.
 

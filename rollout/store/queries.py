@@ -73,9 +73,7 @@ def source(name: str, dialect_name: str) -> str:
 def query(name: str, dialect_name: str) -> TextClause | None:
     """The statement `name` for a dialect, rewritten (see the module's docstring); None when the
     statement is empty on that dialect."""
-    body = _ROWS.sub(
-        lambda m: _rows_source(m.group(1), m.group(2), dialect_name), source(name, dialect_name)
-    )
+    body = _ROWS.sub(lambda m: _rows_source(m.group(1), m.group(2), dialect_name), source(name, dialect_name))
     if not body:
         return None
     if dialect_name == dialect.POSTGRESQL:
@@ -132,9 +130,7 @@ def execute_many(conn: Connection, name: str, params: Sequence[Mapping[str, Any]
         _run(conn, name, list(params))
 
 
-def execute_rows(
-    conn: Connection, name: str, rows: Sequence[Mapping[str, Any]], /, **constants: Any
-) -> int:
+def execute_rows(conn: Connection, name: str, rows: Sequence[Mapping[str, Any]], /, **constants: Any) -> int:
     """Runs a statement over the `ROWS` of a batch; `constants` are the same for every row. Returns
     the rows affected. One round trip for the batch on PostgreSQL."""
     if not rows:

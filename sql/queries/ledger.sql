@@ -1,4 +1,4 @@
--- The job's checkpoints (SPEC 6): runs, owner states, and what was done for each owner.
+-- The job's checkpoints : runs, owner states, and what was done for each owner.
 
 -- name: record_moved_project
 INSERT INTO rollout_moved_projects (project_id, owner_id, organization_id, run_id, access_digest)
@@ -25,7 +25,8 @@ SELECT t.owner_id, 'migrated', :wave, :run_id, t.organization_id, t.organization
        t.organization_created, t.billing_account_id, NULL, NULL, 0, :now, :now
 FROM ROWS t (owner_id BIGINT, organization_id BIGINT, organization_name TEXT, organization_created BOOLEAN,
              billing_account_id BIGINT)
-WHERE true  -- SQLite needs a WHERE to tell ON CONFLICT from a join's ON
+-- SQLite needs a WHERE to tell ON CONFLICT from a join's ON.
+WHERE true
 ON CONFLICT (owner_id) DO UPDATE SET
     state = 'migrated',
     wave = CASE WHEN rollout_owners.state = 'migrated' THEN rollout_owners.wave ELSE excluded.wave END,

@@ -1,4 +1,4 @@
--- Statements of one batch of owners (SPEC 3). Every one takes the whole batch at once.
+-- Statements of one batch of owners (docs/migrating-an-owner.md). Every one takes the whole batch at once.
 
 -- name: legacy_projects
 -- The legacy projects of a batch of owners (read-only: the dry run).
@@ -9,7 +9,7 @@ ORDER BY owner_id, id;
 
 -- name: lock_projects
 -- The same rows, locked until the batch commits so that a concurrent change of ownership or
--- status waits for us (SPEC 3.8); NOWAIT is not used: the platform's writes are short.
+-- status waits for us; NOWAIT is not used: the platform's writes are short.
 SELECT id, owner_id
 FROM projects
 WHERE owner_id IN :owner_ids AND organization_id IS NULL AND status <> 'deleted'

@@ -1,4 +1,4 @@
--- Undoing what the job did for a batch of owners (SPEC 8), from what it recorded.
+-- Undoing what the job did for a batch of owners , from what it recorded.
 
 -- name: rollback_owners
 SELECT owner_id, state, wave, organization_id, organization_name, organization_created, billing_account_id

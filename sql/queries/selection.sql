@@ -1,4 +1,4 @@
--- Which owners a wave selects (SPEC 4), read page by page in user-id order.
+-- Which owners a wave selects (docs/plan-file.md), read page by page in user-id order.
 
 -- name: legacy_owner_page
 -- The next owners of legacy projects after :after_id, with what the wave filters need and the

@@ -1,4 +1,4 @@
--- The invariants of SPEC 9, each a set-based query returning the violations, for every owner the
+-- The invariants (docs/invariants.md), each a set-based query returning the violations, for every owner the
 -- job migrated (or only those of one wave: CAST(:wave AS TEXT) IS NULL means all).
 
 -- name: verify_one_organization

@@ -1,4 +1,4 @@
--- The platform tables of SPEC section 2, exactly as the platform defines them.
+-- The platform tables (docs/data-model.md), exactly as the platform defines them.
 -- `rollout db init --platform-schema` creates them for the demo and the tests; in production
 -- they already exist and the job only reads and writes their rows.
 -- {identity} is the one dialect difference (see rollout/dialect.py): PostgreSQL's identity column,
@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS organizations (
     created_at TIMESTAMPTZ NOT NULL
 );
 
--- Not a constraint of SPEC 2 but the index any platform has on an ownership foreign key;
+-- Not one of the platform's documented constraints but the index any platform has on an ownership foreign key;
 -- the job looks organizations up by owner in every batch.
 CREATE INDEX IF NOT EXISTS organizations_owner_id_idx ON organizations (owner_id);
 

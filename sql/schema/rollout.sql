@@ -1,4 +1,4 @@
--- The job's own tables (SPEC section 6). They live beside the platform tables so that an owner's
+-- The job's own tables (docs/data-model.md). They live beside the platform tables so that an owner's
 -- migration and its checkpoint commit in one transaction. Every statement is idempotent.
 
 CREATE TABLE IF NOT EXISTS rollout_meta (
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS rollout_owners (
 
 CREATE INDEX IF NOT EXISTS rollout_owners_state_idx ON rollout_owners (state);
 
--- Projects the job moved, with a digest of their access rows at the time (SPEC 9.5).
+-- Projects the job moved, with a digest of their access rows at the time (invariant access-unchanged).
 CREATE TABLE IF NOT EXISTS rollout_moved_projects (
     project_id      TEXT PRIMARY KEY,
     owner_id        BIGINT NOT NULL,

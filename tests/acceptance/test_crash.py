@@ -1,4 +1,4 @@
-"""SPEC 3 and 6: kill -9 at any moment and run again; the end state equals an uninterrupted run's."""
+"""Kill -9 at any moment and run again; the end state equals an uninterrupted run's."""
 
 from __future__ import annotations
 

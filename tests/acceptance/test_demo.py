@@ -1,4 +1,4 @@
-"""`rollout demo`: the one-command tour on the embedded default (SPEC 5)."""
+"""`rollout demo`: the one-command tour on the embedded default."""
 
 from __future__ import annotations
 

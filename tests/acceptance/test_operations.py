@@ -1,4 +1,4 @@
-"""Operating the rollout (SPEC 5-6) with real processes: signals, pause, error budget, the --auto
+"""Operating the rollout with real processes: signals, pause, error budget, the --auto
 lock, crashes, metrics."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPEC 7 through the CLI: the dry-run report in four formats, plan == run, and --from-plan."""
+"""Through the CLI: the dry-run report in four formats, plan == run, and --from-plan."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def report(db_url: str, plan: Path, fmt: str, *extra: str) -> str:
 
 
 def test_the_json_report_is_exactly_what_the_run_then_does(platform: Engine, db_url: str, plan: Path) -> None:
-    """plan == run: names (collisions across batches included), projects, members and billing of every
+    """Plan == run: names (collisions across batches included), projects, members and billing of every
     owner in the JSON report equal what the run did; blocked owners are listed with their reason."""
     planned = json.loads(report(db_url, plan, "json"))
     assert planned["summary"]["already_migrated"] == 0 and planned["summary"]["owners"] == 5

@@ -1,4 +1,4 @@
--- The yardstick of SPEC 10: the same migration as a few set-based statements in one transaction,
+-- The yardstick of the naming rules: the same migration as a few set-based statements in one transaction,
 -- with no checkpoints, no report and simplified naming (the slug folded in SQL, made unique with
 -- the user id). `make bench` times it against `rollout run` on a copy of the same data.
 

@@ -1,4 +1,4 @@
-"""SPEC 3.8: the owner's projects are locked and re-read inside the batch, on PostgreSQL."""
+"""The owner's projects are locked and re-read inside the batch, on PostgreSQL."""
 
 from __future__ import annotations
 

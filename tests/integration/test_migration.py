@@ -1,9 +1,10 @@
-"""SPEC 3 step by step on hand-built data, on SQLite and PostgreSQL, asserting platform rows."""
+"""Migrating an owner step by step on hand-built data, on SQLite and PostgreSQL, asserting platform rows."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, text
+from structlog.testing import capture_logs
 
 from rollout.cli import exits
 from rollout.engine.waveplan import Wave
@@ -75,7 +76,7 @@ def alice(engine: Engine) -> Engine:
 
 
 def test_owner_gets_an_organization_with_every_permission_and_nobody_else_any(alice: Engine) -> None:
-    """SPEC 3.1-3.2: one organization named from the username, labelled with the display name; the
+    """One organization named from the username, labelled with the display name; the
     owner is a member holding all four permissions; no other member holds any."""
     summary = run_wave(alice)
     assert exits.for_run(summary) == 0 and summary.counts.migrated == 1
@@ -85,7 +86,7 @@ def test_owner_gets_an_organization_with_every_permission_and_nobody_else_any(al
 
 
 def test_projects_move_and_keep_their_owner(alice: Engine) -> None:
-    """SPEC 3.3: active and suspended projects get the organization; owner_id is unchanged; a deleted
+    """Active and suspended projects get the organization; owner_id is unchanged; a deleted
     project is left as it was."""
     run_wave(alice)
     org_id, _, _ = org_of(alice, 1)
@@ -97,7 +98,7 @@ def test_projects_move_and_keep_their_owner(alice: Engine) -> None:
 
 
 def test_collaborators_become_members_but_deleted_users_do_not(alice: Engine) -> None:
-    """SPEC 3.4: project and environment grantees become members without permissions; a deleted
+    """Project and environment grantees become members without permissions; a deleted
     user with an environment grant does not; nor do grantees of the deleted project only."""
     run_wave(alice)
     org_id, _, _ = org_of(alice, 1)
@@ -106,7 +107,7 @@ def test_collaborators_become_members_but_deleted_users_do_not(alice: Engine) ->
 
 
 def test_access_rows_are_untouched_and_billing_moves_with_its_children(alice: Engine) -> None:
-    """SPEC 3.5-3.6: project_access and environment_access identical, byte for byte; the billing account
+    """`project_access` and `environment_access` identical, byte for byte; the billing account
     moves to the organization; subscriptions, invoices and vouchers are not modified."""
     before = snapshot(
         alice, ("project_access", "environment_access", "subscriptions", "invoices", "vouchers")
@@ -119,7 +120,7 @@ def test_access_rows_are_untouched_and_billing_moves_with_its_children(alice: En
 
 @pytest.fixture
 def blocked(engine: Engine) -> Engine:
-    """One owner for each blocked reason of SPEC 2, and one who is fine."""
+    """One owner for each blocked reason of the naming rules, and one who is fine."""
     with engine.begin() as conn:
         p = Platform(conn)
         for uid in (10, 20, 30, 40, 99):
@@ -137,7 +138,7 @@ def blocked(engine: Engine) -> Engine:
 
 
 def test_blocked_owners_are_recorded_with_their_reason_and_never_touched(blocked: Engine) -> None:
-    """SPEC 2: owner-deleted, owns-several-organizations and billing-conflict owners are recorded
+    """`owner-deleted`, `owns-several-organizations and billing-conflict owners are recorded
     with that exact reason and nothing of theirs changes; the others migrate."""
     before = snapshot(blocked)
     summary = run_wave(blocked)
@@ -161,7 +162,7 @@ def test_blocked_owners_are_recorded_with_their_reason_and_never_touched(blocked
 
 
 def test_an_organization_the_owner_already_owns_is_reused(engine: Engine) -> None:
-    """SPEC 3.1: the projects move into the one organization the owner owns; its existing members stay,
+    """The projects move into the one organization the owner owns; its existing members stay,
     the owner's missing permissions are added and recorded, the job records it did not create it."""
     with engine.begin() as conn:
         p = Platform(conn)
@@ -184,7 +185,7 @@ def test_an_organization_the_owner_already_owns_is_reused(engine: Engine) -> Non
 
 
 def test_a_late_arrival_joins_the_organization_on_the_next_run(alice: Engine) -> None:
-    """SPEC 3.7: a legacy project created after the owner was migrated moves into the same
+    """A legacy project created after the owner was migrated moves into the same
     organization on the next run, and its collaborators become members."""
     run_wave(alice)
     org_id, _, _ = org_of(alice, 1)
@@ -200,7 +201,7 @@ def test_a_late_arrival_joins_the_organization_on_the_next_run(alice: Engine) ->
 
 
 def test_a_second_run_changes_nothing(alice: Engine, engine: Engine) -> None:
-    """SPEC 6: re-running is safe; a finished wave run again leaves every platform table as it was."""
+    """Re-running is safe; a finished wave run again leaves every platform table as it was."""
     run_wave(alice)
     before = snapshot(alice)
     summary = run_wave(alice)
@@ -209,7 +210,7 @@ def test_a_second_run_changes_nothing(alice: Engine, engine: Engine) -> None:
 
 
 def test_a_failing_owner_is_isolated_and_leaves_nothing_half_done(engine: Engine) -> None:
-    """SPEC 6: an exception in the middle of a batch fails only its owner, recorded with the error;
+    """An exception in the middle of a batch fails only its owner, recorded with the error;
     the rest of the batch migrates; the failed owner has no organization and no changed row; it is
     retried only with --retry-failed, after which the wave completes."""
     with engine.begin() as conn:
@@ -220,8 +221,17 @@ def test_a_failing_owner_is_isolated_and_leaves_nothing_half_done(engine: Engine
             p.project(f"p{owner}", owner, access={100: "viewer"})
             p.billing(user_id=owner, projects=(f"p{owner}",))
     inject_failure(engine, "NEW.id = 'p5'")
-    summary = run_wave(engine, batch_size=10)
+    with capture_logs() as logged:
+        summary = run_wave(engine, batch_size=10)
     assert (summary.counts.migrated, summary.counts.failed, exits.for_run(summary)) == (9, 1, 1)
+    # Owners 1-10, owner 5 failing: 10 splits into 1-5 and 6-10, 1-5 into 1-2 and 3-5, 3-5 into 3
+    # and 4-5, 4-5 into 4 and 5 alone. The others commit in four batches.
+    assert [e["owners"] for e in logged if e["event"] == "batch.split"] == [10, 5, 3, 2]
+    failed = [e for e in logged if e["event"] == "owner.failed"]
+    assert [e["owner_id"] for e in failed] == [5] and "injected failure" in failed[0]["error"]
+    committed = [e for e in logged if e["event"] == "batch.committed"]
+    assert [e["owners"] for e in committed] == [2, 1, 1, 5] and sum(e["migrated"] for e in committed) == 9
+    assert all({"owners", "duration_s", "rate_owners_per_s", "projects_moved"} <= set(e) for e in committed)
     assert scalar(engine, "SELECT COUNT(*) FROM organizations WHERE owner_id = 5") == 0
     assert scalar(engine, "SELECT organization_id FROM projects WHERE id = 'p5'") is None
     assert (
@@ -248,7 +258,7 @@ COLLIDING = {3: "Alice", 5: "alice!", 8: "ALICE_", 9: "Ålice", 12: "alice"}
 def test_colliding_names_follow_user_id_order_whatever_the_batch_size(
     engine: Engine, batch_size: int
 ) -> None:
-    """SPEC 3.1: an existing organization holds 'alice'; owners whose usernames all fold to 'alice' are
+    """An existing organization holds 'alice'; owners whose usernames all fold to 'alice' are
     named -2, -3, ... in order of user id, the same for every batch size."""
     with engine.begin() as conn:
         p = Platform(conn)
@@ -264,7 +274,7 @@ def test_colliding_names_follow_user_id_order_whatever_the_batch_size(
 
 
 def test_names_are_given_across_runs_in_the_order_waves_reach_owners(engine: Engine) -> None:
-    """SPEC 3.1: a later wave never renames; the owner a wave reaches first keeps the plain name."""
+    """A later wave never renames; the owner a wave reaches first keeps the plain name."""
     with engine.begin() as conn:
         p = Platform(conn)
         for uid, username in COLLIDING.items():

@@ -1,9 +1,10 @@
-"""Transient database errors retry the whole transaction (SPEC 6), on PostgreSQL where they happen."""
+"""Transient database errors retry the whole transaction, on PostgreSQL where they happen."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, text
+from structlog.testing import capture_logs
 
 from tests.support import Platform, run_wave, scalar
 
@@ -30,7 +31,10 @@ def test_a_serialization_failure_is_retried_not_counted_as_failed(engine: Engine
         conn.execute(
             text("CREATE TRIGGER flaky BEFORE UPDATE ON projects FOR EACH STATEMENT EXECUTE FUNCTION flaky()")
         )
-    summary = run_wave(engine, batch_size=10)
+    with capture_logs() as logged:
+        summary = run_wave(engine, batch_size=10)
     assert (summary.counts.migrated, summary.counts.failed, summary.counts.batches) == (5, 0, 1)
+    retries = [e for e in logged if e["event"] == "db.retry"]
+    assert [e["attempt"] for e in retries] == [1, 2] and all("serialize" in e["error"] for e in retries)
     assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NULL") == 0
     assert scalar(engine, "SELECT last_value FROM attempts") == 3

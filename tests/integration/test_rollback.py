@@ -1,4 +1,4 @@
-"""SPEC 8: rollback restores exactly what was there, from what the job recorded."""
+"""Rollback restores exactly what was there, from what the job recorded."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`rollout seed` (SPEC 5): realistic synthetic legacy data, the same for the same seed, with every edge
+"""`rollout seed`: realistic synthetic legacy data, the same for the same seed, with every edge
 case the migration must handle, on SQLite and (with TEST_DATABASE_URL) on PostgreSQL."""
 
 from __future__ import annotations
@@ -28,20 +28,6 @@ from tests.conftest import drop_pg_database, new_pg_database
 OWNERS = 2000
 SEED = 7
 BACKENDS = ("sqlite", "postgresql")
-PRIMARY_KEYS = {
-    "users": ("id",),
-    "organizations": ("id",),
-    "organization_members": ("organization_id", "user_id"),
-    "organization_member_permissions": ("organization_id", "user_id", "permission"),
-    "projects": ("id",),
-    "project_access": ("project_id", "user_id"),
-    "environments": ("id",),
-    "environment_access": ("environment_id", "user_id"),
-    "billing_accounts": ("id",),
-    "subscriptions": ("project_id",),
-    "invoices": ("id",),
-    "vouchers": ("code",),
-}
 TIMESTAMPS = {"created_at", "deleted_at", "issued_at"}
 LEGACY_OWNERS = """
     SELECT DISTINCT u.id, u.username FROM users u JOIN projects p ON p.owner_id = u.id
@@ -118,7 +104,7 @@ def table_rows(engine: Engine, table: str) -> list[tuple[Any, ...]]:
             )
             for row in result
         ]
-    key = [columns.index(c) for c in PRIMARY_KEYS[table]]
+    key = [columns.index(c) for c in PLATFORM_TABLES[table]]
     # Sorted here rather than by ORDER BY: text collations differ between servers, Python's does not.
     return sorted(rows, key=lambda row: tuple(row[i] for i in key))
 
@@ -132,7 +118,7 @@ def digest(engine: Engine) -> str:
 
 
 def fold(username: str) -> str:
-    """The slug of SPEC 3.1 before its cut and fallbacks: Unidecode, lower case, separator runs as `-`."""
+    """The slug of the naming rules before its cut and fallbacks: Unidecode, lower case, separator runs as `-`."""
     return re.sub(r"[^a-z0-9]+", "-", unidecode(username).lower()).strip("-")
 
 
@@ -175,7 +161,7 @@ def test_the_summary_counts_what_is_in_the_tables(seeded: tuple[Engine, SeedSumm
 
 
 def test_every_blocked_reason_is_present(seeded: tuple[Engine, SeedSummary]) -> None:
-    """Owners for each blocked reason of SPEC 2 exist, exactly those the summary lists."""
+    """Owners for each blocked reason of the naming rules exist, exactly those the summary lists."""
     engine, summary = seeded
     deleted_owners = ids(
         engine,

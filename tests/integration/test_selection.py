@@ -1,4 +1,4 @@
-"""SPEC 4: which owners a wave selects, from the data as it is at each run."""
+"""Which owners a wave selects, from the data as it is at each run."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC 9: verify passes after a clean run and names the owner and invariant of each breakage."""
+"""`verify` passes after a clean run and names the owner and invariant of each breakage."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`run --auto`'s choice of wave (SPEC 5), with the clock injected: no sleeping."""
+"""`run --auto`'s choice of wave, with the clock injected: no sleeping."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Organization names (SPEC 3.1): slugs of usernames, suffixes, and collision handling."""
+"""Organization names: slugs of usernames, suffixes, and collision handling."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Organizations:
 
 
 def one_at_a_time(bases: list[tuple[int, str]], existing: set[str], reserved: set[str]) -> dict[int, str]:
-    """SPEC 3.1 read literally: each owner in id order tries `base`, `base-2`, ... until one is free."""
+    """The naming rule read literally: each owner in id order tries `base`, `base-2`, ... until one is free."""
     names: dict[int, str] = {}
     unavailable = existing | reserved
     for owner_id, base in sorted(bases):
@@ -71,7 +71,7 @@ def one_at_a_time(bases: list[tuple[int, str]], existing: set[str], reserved: se
     ],
 )
 def test_base_name(username: str, expected: str) -> None:
-    """A username becomes its transliterated, lower-case, dash-separated slug, as SPEC 3.1 lists."""
+    """A username becomes its transliterated, lower-case, dash-separated slug, as the naming rules list."""
     assert base_name(username, 42) == expected
 
 

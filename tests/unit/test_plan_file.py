@@ -46,7 +46,7 @@ def test_bucket_fixed_vectors(user_id: int, expected: int) -> None:
 @pytest.mark.parametrize("user_id", [1, 7, 1001, 99_999, 2**40 + 3])
 @pytest.mark.parametrize("salt", [SALT, "", "another-salt"])
 def test_bucket_is_the_documented_formula(salt: str, user_id: int) -> None:
-    """The bucket is the first 8 bytes of sha256("salt:id"), big-endian, modulo 10000, as SPEC 4 says."""
+    """The bucket is the first 8 bytes of sha256("salt:id"), big-endian, modulo 10000, as docs/plan-file.md says."""
     digest = sha256(f"{salt}:{user_id}".encode()).digest()
     assert bucket(salt, user_id) == int.from_bytes(digest[:8], "big") % 10000
 
@@ -107,7 +107,7 @@ def test_excludes_only_the_excluded_owners() -> None:
 
 
 def test_the_shipped_plan_loads() -> None:
-    """jobs/waves.toml is valid: canary, then 1, 10, 50 and 100 % with growing soak times."""
+    """Jobs/waves.toml is valid: canary, then 1, 10, 50 and 100 % with growing soak times."""
     plan = load_plan(SHIPPED_PLAN)
     assert plan.settings == RolloutSettings()
     assert plan.wave_names == ("canary", "one-percent", "ten-percent", "fifty-percent", "everyone")
@@ -339,7 +339,7 @@ def test_invalid_plan_is_one_line_naming_file_wave_and_key(
 
 
 def test_wave_error_quotes_the_wave_name_and_the_value(tmp_path: Path) -> None:
-    """The message has the shape of SPEC 4's example: file, wave by name, key, the rule, the bad value."""
+    """The message has the shape of the naming rules's example: file, wave by name, key, the rule, the bad value."""
     path = write_plan(tmp_path, '[[waves]]\nname = "one-percent"\npercent = 140\n')
     with pytest.raises(ConfigError) as caught:
         load_plan(path)

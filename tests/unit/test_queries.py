@@ -1,0 +1,56 @@
+"""The named-query door's rewrites: one SQL text serves PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from rollout.store.queries import query, source, statement_names
+
+
+def test_in_lists_are_one_array_on_postgresql_and_expanding_on_sqlite() -> None:
+    """`IN :ids` travels as one array (`= ANY`) on PostgreSQL, one parameter per element on SQLite."""
+    pg = query("owner_users", "postgresql")
+    assert pg is not None and "= ANY(:owner_ids)" in pg.text and "IN :owner_ids" not in pg.text
+    lite = query("owner_users", "sqlite")
+    assert lite is not None
+    compiled = str(lite.compile(dialect=sqlite.dialect(), compile_kwargs={"render_postcompile": False}))
+    assert "IN (__[POSTCOMPILE_owner_ids])" in compiled
+
+
+def test_rows_are_unnest_of_arrays_on_postgresql_and_a_row_of_parameters_on_sqlite() -> None:
+    """`ROWS t (a TYPE, ...)` is `unnest(CAST(:a AS TYPE[]), ...)` on PostgreSQL and a one-row
+    SELECT of the parameters on SQLite (run with executemany)."""
+    pg = query("insert_member", "postgresql")
+    assert pg is not None
+    assert (
+        "unnest(CAST(:organization_id AS BIGINT[]), CAST(:user_id AS BIGINT[])) AS t (organization_id, user_id)"
+        in pg.text
+    )
+    lite = query("insert_member", "sqlite")
+    assert (
+        lite is not None
+        and "(SELECT :organization_id AS organization_id, :user_id AS user_id) AS t" in lite.text
+    )
+    assert "ROWS" not in pg.text + lite.text
+
+
+def test_a_dialect_variant_replaces_the_statement_and_an_empty_one_is_a_no_op() -> None:
+    """`NAME@sqlite` is used on SQLite only; an empty variant means nothing to run there."""
+    assert "FOR UPDATE" in source("lock_projects", "postgresql")
+    assert "FOR UPDATE" not in source("lock_projects", "sqlite")
+    assert query("limit_lock_wait", "sqlite") is None
+    assert query("limit_lock_wait", "postgresql") is not None
+
+
+def test_comments_never_become_parameters() -> None:
+    """Comments are whole lines and are dropped, so a `:word` in one cannot become a parameter; every
+    statement compiles on its dialects."""
+    for name in statement_names():
+        base, _, dialect = name.partition("@")
+        for target in [dialect] if dialect else ["postgresql", "sqlite"]:
+            statement = query(base, target)
+            if statement is not None:
+                assert "--" not in statement.text.replace("'--'", ""), name
+                statement.compile(
+                    dialect=postgresql.dialect() if target == "postgresql" else sqlite.dialect()
+                )

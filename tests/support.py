@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, text
 
 from rollout.engine.ledger import new_run_id
 from rollout.engine.runner import Runner, RunSummary
-from rollout.engine.selection import wave_owners
+from rollout.engine.selection import sweep_owners, wave_owners
 from rollout.engine.states import RunMode
 from rollout.engine.waveplan import RolloutSettings, Wave
 from rollout.store import queries
@@ -304,7 +304,14 @@ def run_wave(
 ) -> RunSummary:
     """Migrates a wave in-process, the way `rollout run --wave` does."""
     settings = settings or RolloutSettings(batch_size=batch_size)
-    runner = Runner(engine, settings, run_id=new_run_id(), mode=RunMode.WAVE, wave=wave.name)
+    runner = Runner(
+        engine,
+        settings,
+        run_id=new_run_id(),
+        mode=RunMode.WAVE,
+        wave=wave.name,
+        sweep=lambda: sweep_owners(engine, wave, settings.salt),
+    )
     return runner.run(wave_owners(engine, wave, settings.salt, retry_failed=retry_failed))
 
 

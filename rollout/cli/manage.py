@@ -29,9 +29,22 @@ def db_group() -> None:
 def db_init(ctx: click.Context, platform_schema: bool) -> int:
     """Create the job's own rollout_ tables (idempotent)."""
     engine = make_engine(options(ctx).database_url, create=True)
-    init_schema(engine, platform=platform_schema)
+    _, after = init_schema(engine, platform=platform_schema)
     what = "platform and rollout tables" if platform_schema else "rollout tables"
-    click.echo(f"{what} ready in {engine.url.render_as_string()}")
+    click.echo(f"{what} ready (revision {after}) in {engine.url.render_as_string(hide_password=True)}")
+    return exits.OK
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> int:
+    """Move the job's rollout_ tables to this release's revision, keeping the ledger."""
+    engine = make_engine(options(ctx).database_url)
+    before, after = init_schema(engine, platform=False)
+    if before == after:
+        click.echo(f"rollout tables already at revision {after}")
+    else:
+        click.echo(f"rollout tables upgraded from revision {before or '(none)'} to {after}")
     return exits.OK
 
 

@@ -16,6 +16,7 @@ from rollout.cli.app import cli, duration, options, safe_url
 from rollout.cli.progress import progress_bar
 from rollout.clock import utcnow
 from rollout.engine.changes import ChangeTotals
+from rollout.engine.runner import RunSummary
 from rollout.engine.waveplan import Wave, WavePlan
 from rollout.errors import RolloutError, UsageError
 from rollout.operations import dryrun, metrics
@@ -128,12 +129,40 @@ def run(ctx: click.Context, /, workers: int, metrics_file: Path | None, **reques
     if result.summary is None:
         click.echo(f"nothing to do: {result.nothing_to_do}")
         return exits.OK
-    summary = result.summary
+    return _report(result.summary)
+
+
+@cli.command("sweep")
+@click.option("--wave", help="Only the owners counted under this wave (default: every migrated owner).")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), help="Owners per transaction (fixed).")
+@click.option(
+    "--metrics-file", type=click.Path(path_type=Path, dir_okay=False), help="Prometheus textfile to write."
+)
+@click.pass_context
+def sweep_command(
+    ctx: click.Context, wave: str | None, batch_size: int | None, metrics_file: Path | None
+) -> int:
+    """Apply the migration's rules to what the platform wrote since owners were migrated: late
+    projects, users with access who are not members, billing accounts left on the user."""
+    opts = options(ctx)
+    plan = opts.plan()
+    selected = plan.wave(wave) if wave is not None else None
+    engine = opts.engine()
+    result = running.sweep(engine, plan, selected, run_id=opts.run_id, batch_size=batch_size)
+    _write_metrics(engine, plan, metrics_file, result)
+    assert result.summary is not None
+    return _report(result.summary)
+
+
+def _report(summary: RunSummary) -> int:
     click.echo(run_line(summary))
     for failed_owner, error in summary.failures:
         click.echo(f"  owner {failed_owner} failed: {error}", err=True)
     for drift in summary.drifted:
         click.echo(f"  owner {drift.owner_id} drifted, skipped: {drift.why}", err=True)
+    if summary.deferred:
+        shown = ", ".join(map(str, summary.deferred[:20])) + (" …" if len(summary.deferred) > 20 else "")
+        click.echo(f"  deferred (rows held by other transactions; later runs try again): {shown}", err=True)
     if summary.outcome == "halted":
         click.echo(f"rollout: halted: {summary.stop_text}", err=True)
     return exits.for_run(summary)

@@ -31,6 +31,16 @@ class OwnerChanges:
     def existing(self) -> bool:
         return self.organization_id is not None
 
+    @property
+    def nothing_to_do(self) -> bool:
+        """Nothing to write: what a migrated owner with no late write looks like."""
+        return (
+            self.existing
+            and self.owner_is_member
+            and not (self.projects or self.members_to_add or self.owner_permissions_to_add)
+            and self.billing_account_id is None
+        )
+
 
 @dataclass(frozen=True)
 class BlockedOwner:
@@ -43,6 +53,9 @@ class BlockedOwner:
 class BatchChanges:
     owners: tuple[OwnerChanges, ...]
     blocked: tuple[BlockedOwner, ...]
+    deferred: tuple[int, ...] = ()  # another transaction held rows these owners need
+    deferred_names: frozenset[str] = frozenset()  # their names' bases, which later owners must not take first
+    lock_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

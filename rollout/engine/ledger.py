@@ -31,12 +31,32 @@ ERROR_LENGTH = 2000
 
 @dataclass
 class RunCounts:
-    attempted: int = 0
+    attempted: int = 0  # owners concluded: migrated, blocked or failed
     migrated: int = 0
     failed: int = 0
     blocked: int = 0
     drifted: int = 0
     batches: int = 0
+    deferred: int = 0  # owners still deferred (another transaction held their rows)
+    throttled_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One batch of a run, as `rollout_batches` keeps it."""
+
+    run_id: str
+    seq: int
+    started_at: datetime
+    size: int
+    duration_seconds: float
+    lock_seconds: float
+    migrated: int
+    deferred: int
+    failed: int
+    blocked: int
+    throttled_seconds: float
+    waiting_sessions: int
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,18 @@ def finish_run(
     )
 
 
+def record_batch(conn: Connection, batch: BatchRecord) -> None:
+    queries.execute(conn, "record_batch", **asdict(batch))
+
+
+def recent_rate(conn: Connection) -> float | None:
+    """Owners per second of the newest run's batches, throttling included; None before any."""
+    row = queries.one(conn, "recent_batch_rate")
+    if row is None or not row.owners or not row.seconds:
+        return None
+    return float(row.owners) / float(row.seconds)
+
+
 def recent_runs(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
     runs = []
     for row in queries.rows(conn, "recent_runs", limit=limit):
@@ -144,6 +176,28 @@ def record_blocked(
 ) -> None:
     """Owners blocked (rows: owner_id, reason); a migrated owner stays migrated."""
     queries.execute_rows(conn, "record_blocked_owner", rows, wave=wave, run_id=run_id, now=now)
+
+
+def record_deferred(
+    conn: Connection, owner_ids: Sequence[int], *, wave: str | None, run_id: str, now: datetime
+) -> None:
+    """Owners whose rows another transaction held (see `states.TRANSITIONS` for what they become)."""
+    queries.execute_rows(
+        conn, "record_deferred_owner", [{"owner_id": o} for o in owner_ids], wave=wave, run_id=run_id, now=now
+    )
+
+
+def migrated_owners_of(conn: Connection, owner_ids: Sequence[int]) -> Sequence[Row[Any]]:
+    """(owner_id, organization_id) of the migrated owners among these."""
+    return queries.rows(conn, "migrated_owners_of", owner_ids=list(owner_ids))
+
+
+def moved_projects_in_place(conn: Connection, owner_ids: Sequence[int]) -> Sequence[Row[Any]]:
+    """(owner_id, project_id) of the projects the job moved for these owners that are still in the
+    organization it moved them to."""
+    if not owner_ids:
+        return []
+    return queries.rows(conn, "moved_projects_in_place", owner_ids=list(owner_ids))
 
 
 def record_failure(conn: Connection, *, owner_id: int, wave: str | None, run_id: str, error: str) -> None:

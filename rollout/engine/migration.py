@@ -16,18 +16,18 @@ from typing import Any
 from sqlalchemy import Connection
 
 from rollout.engine import ledger, naming
+from rollout.engine.batchread import (
+    BatchRead,
+    Owner,
+    Reader,
+    held_environments,
+    missing_collaborators,
+    read_owners,
+)
 from rollout.engine.changes import BatchChanges, BlockedOwner, OwnerChanges, access_digest
 from rollout.engine.states import PERMISSIONS, BlockedReason
 from rollout.errors import ConcurrentChange
 from rollout.store.queries import execute_rows, rows
-
-
-@dataclass(frozen=True)
-class _Owner:
-    id: int
-    username: str
-    display_name: str | None
-    deleted: bool
 
 
 def compute_batch(
@@ -37,115 +37,161 @@ def compute_batch(
     lock: bool,
     reserved_names: set[str] | None = None,
     planned_names: Mapping[int, str] | None = None,
+    held_names: Collection[str] = frozenset(),
 ) -> BatchChanges:
     """What migrating these owners does now.
 
-    With `lock`, the moving projects are locked first and everything is read after the lock, inside
-    the caller's transaction. `reserved_names` carries names handed out by earlier batches of a dry
-    run, which are not in the database; a real run leaves it empty.
+    With `lock`, the rows the batch depends on are locked first (`batchread`) and everything is
+    read after the locks, inside the caller's transaction; owners with a row held elsewhere are
+    deferred. `reserved_names` carries names handed out by earlier batches of a dry run, which are
+    not in the database; a real run leaves it empty. An owner who needs a new organization and
+    whose name's base is in `held_names` (a deferred owner's, who comes first in user-id order) is
+    deferred too, so that names are handed out in user-id order whatever was deferred.
+
+    An owner already migrated is looked at again for what the platform wrote since (late writes):
+    legacy projects move into its organization, active users with access to the projects the job
+    moved become members, a billing account on the user moves when the organization has none.
     """
     owner_ids = sorted(set(owner_ids))
-    projects_by_owner: dict[int, list[str]] = defaultdict(list)
-    for row in rows(conn, "lock_projects" if lock else "legacy_projects", owner_ids=owner_ids):
-        projects_by_owner[row.owner_id].append(row.id)
+    reader = Reader(conn, lock=lock)
+    read = read_owners(reader, owner_ids)
+    candidates, blocked = _triage(read, owner_ids)
 
-    users = {
-        row.id: _Owner(row.id, row.username, row.display_name, bool(row.deleted))
-        for row in rows(conn, "owner_users", owner_ids=owner_ids)
-    }
-    organizations: dict[int, list[Any]] = defaultdict(list)
-    for row in rows(conn, "owned_organizations", owner_ids=owner_ids):
-        organizations[row.owner_id].append(row)
-    owner_billing = {row.user_id: row.id for row in rows(conn, "owner_billing_accounts", owner_ids=owner_ids)}
-    single_orgs = [orgs[0].id for orgs in organizations.values() if len(orgs) == 1]
-    billed_orgs = {
-        row.organization_id
-        for row in rows(conn, "organization_billing_accounts", organization_ids=single_orgs)
-    }
+    moving = {p: o.id for o in candidates for p in read.projects.get(o.id, [])}
+    read.deferred.update(moving[p] for p in held_environments(reader, moving))
+    candidates = [o for o in candidates if o.id not in read.deferred]
+    reused = {o.id: read.organizations[o.id][0] for o in candidates if read.organizations.get(o.id)}
+    reused_ids = [org.id for org in reused.values()]
 
-    blocked: list[BlockedOwner] = []
-    movable: list[_Owner] = []
-    for owner_id in owner_ids:
-        user = users.get(owner_id)
-        if user is None or not projects_by_owner.get(owner_id):
-            continue  # no longer a legacy owner: migrated meanwhile, or projects moved or deleted
-        orgs = organizations.get(owner_id, [])
-        reason: BlockedReason | None = None
-        if user.deleted:
-            reason = BlockedReason.OWNER_DELETED
-        elif len(orgs) >= 2:
-            reason = BlockedReason.SEVERAL_ORGANIZATIONS
-        elif orgs and owner_id in owner_billing and orgs[0].id in billed_orgs:
-            reason = BlockedReason.BILLING_CONFLICT
-        if reason:
-            blocked.append(BlockedOwner(owner_id, user.username, reason))
-        else:
-            movable.append(user)
-
-    project_ids = [p for owner in movable for p in projects_by_owner[owner.id]]
+    scanned = [p for o in candidates for p in _scanned_projects(read, o.id)]
     project_rows: dict[str, list[Any]] = defaultdict(list)
-    for row in rows(conn, "project_access_of", project_ids=project_ids):
+    for row in rows(conn, "project_access_of", project_ids=scanned):
         project_rows[row.project_id].append(row)
     environment_rows: dict[str, list[Any]] = defaultdict(list)
-    for row in rows(conn, "environment_access_of", project_ids=project_ids):
+    for row in rows(conn, "environment_access_of", project_ids=scanned):
         environment_rows[row.project_id].append(row)
-
-    reused = {owner.id: organizations[owner.id][0] for owner in movable if organizations.get(owner.id)}
-    reused_ids = [org.id for org in reused.values()]
     existing_members: dict[int, set[int]] = defaultdict(set)
     for row in rows(conn, "organization_members_of", organization_ids=reused_ids):
         existing_members[row.organization_id].add(row.user_id)
     owner_permissions: dict[int, set[str]] = defaultdict(set)
-    for row in rows(conn, "member_permissions_of", organization_ids=reused_ids, user_ids=[o for o in reused]):
+    for row in rows(conn, "member_permissions_of", organization_ids=reused_ids, user_ids=list(reused)):
         if reused.get(row.user_id) is not None and reused[row.user_id].id == row.organization_id:
             owner_permissions[row.user_id].add(row.permission)
 
-    names = _new_names(conn, [o for o in movable if o.id not in reused], reserved_names, planned_names or {})
+    to_add: dict[int, set[int]] = {}
+    for owner in candidates:
+        users = {
+            r.user_id
+            for p in _scanned_projects(read, owner.id)
+            for r in [*project_rows.get(p, []), *environment_rows.get(p, [])]
+            if r.active
+        }
+        org = reused.get(owner.id)
+        to_add[owner.id] = users - (existing_members[org.id] if org is not None else set()) - {owner.id}
+    missing = missing_collaborators(reader, (u for users in to_add.values() for u in users))
+    read.deferred.update(owner_id for owner_id, users in to_add.items() if users & missing)
+
+    # Names go in user-id order: an owner whose name a deferred owner may yet take waits too.
+    waiting = set(held_names) | _base_names(read, read.deferred)
+    for owner in candidates:
+        if owner.id not in reused and naming.base_name(owner.username, owner.id) in waiting:
+            read.deferred.add(owner.id)
+    candidates = [o for o in candidates if o.id not in read.deferred]
+    names = _new_names(
+        conn, [o for o in candidates if o.id not in reused], reserved_names, planned_names or {}
+    )
 
     changes = []
-    for owner in movable:
+    for owner in candidates:
         org = reused.get(owner.id)
-        members = existing_members[org.id] if org is not None else set()
-        projects = projects_by_owner[owner.id]
-        to_add: set[int] = set()
-        digests = []
-        for project_id in projects:
-            p_rows = project_rows.get(project_id, [])
-            e_rows = environment_rows.get(project_id, [])
-            to_add.update(r.user_id for r in p_rows if r.active)
-            to_add.update(r.user_id for r in e_rows if r.active)
-            digests.append(
-                (project_id, access_digest(p_rows, [(r.environment_id, r.user_id, r.role) for r in e_rows]))
-            )
-        to_add -= members
-        to_add.discard(owner.id)
+        projects = read.projects.get(owner.id, [])
         held = owner_permissions.get(owner.id, set())
-        changes.append(
-            OwnerChanges(
-                owner_id=owner.id,
-                username=owner.username,
-                organization_name=org.name if org is not None else names[owner.id],
-                organization_label=org.label if org is not None else _label(owner),
-                organization_id=org.id if org is not None else None,
-                projects=tuple(projects),
-                members_to_add=tuple(sorted(to_add)),
-                owner_permissions_to_add=tuple(p for p in PERMISSIONS if p not in held),
-                owner_is_member=owner.id in members,
-                billing_account_id=owner_billing.get(owner.id),
-                access_digests=tuple(digests),
-            )
+        billing = read.billing.get(owner.id)
+        owner_changes = OwnerChanges(
+            owner_id=owner.id,
+            username=owner.username,
+            organization_name=org.name if org is not None else names[owner.id],
+            organization_label=org.label if org is not None else _label(owner),
+            organization_id=org.id if org is not None else None,
+            projects=tuple(projects),
+            members_to_add=tuple(sorted(to_add[owner.id])),
+            owner_permissions_to_add=tuple(p for p in PERMISSIONS if p not in held),
+            owner_is_member=org is not None and owner.id in existing_members[org.id],
+            # A migrated owner's late account stays on the user while the organization has one.
+            billing_account_id=None if org is not None and org.id in read.billed_organizations else billing,
+            access_digests=tuple(
+                (
+                    p,
+                    access_digest(
+                        project_rows.get(p, []),
+                        [(r.environment_id, r.user_id, r.role) for r in environment_rows.get(p, [])],
+                    ),
+                )
+                for p in projects
+            ),
         )
-    return BatchChanges(tuple(changes), tuple(blocked))
+        if owner.id in read.recorded and owner_changes.nothing_to_do:
+            continue
+        changes.append(owner_changes)
+    return BatchChanges(
+        tuple(changes),
+        tuple(blocked),
+        deferred=tuple(sorted(read.deferred)),
+        deferred_names=frozenset(_base_names(read, read.deferred)),
+        lock_seconds=reader.lock_seconds,
+    )
 
 
-def _label(owner: _Owner) -> str:
+def _triage(read: BatchRead, owner_ids: Sequence[int]) -> tuple[list[Owner], list[BlockedOwner]]:
+    """The owners the batch holds that have something to migrate, and the blocked ones.
+
+    Reasons are checked in the order owner-deleted, owns-several-organizations, billing-conflict.
+    A migrated owner is never blocked by a late billing account (it stays on the user); one deleted
+    since is reported as owner-deleted, and its late writes are left to the platform.
+    """
+    candidates: list[Owner] = []
+    blocked: list[BlockedOwner] = []
+    for owner_id in owner_ids:
+        if not read.holds(owner_id):
+            continue
+        user = read.users[owner_id]
+        migrated = owner_id in read.recorded
+        legacy = bool(read.projects.get(owner_id))
+        if not legacy and not migrated:
+            continue  # no longer a legacy owner: migrated meanwhile, or projects moved or deleted
+        orgs = read.organizations.get(owner_id, [])
+        reason = None
+        if user.deleted:
+            reason = BlockedReason.OWNER_DELETED
+        elif len(orgs) >= 2:
+            reason = BlockedReason.SEVERAL_ORGANIZATIONS
+        elif not migrated and orgs and owner_id in read.billing and orgs[0].id in read.billed_organizations:
+            reason = BlockedReason.BILLING_CONFLICT
+        if reason is None:
+            candidates.append(user)
+        else:
+            blocked.append(BlockedOwner(owner_id, user.username, reason))
+    return candidates, blocked
+
+
+def _scanned_projects(read: BatchRead, owner_id: int) -> list[str]:
+    """The projects whose access holders become members: the moving ones and, for a migrated
+    owner, those the job moved before that are still in place."""
+    return [*read.projects.get(owner_id, []), *read.moved_in_place.get(owner_id, [])]
+
+
+def _base_names(read: BatchRead, owner_ids: Collection[int]) -> set[str]:
+    return {naming.base_name(read.usernames[o], o) for o in owner_ids if o in read.usernames}
+
+
+def _label(owner: Owner) -> str:
     if owner.display_name is not None and owner.display_name.strip():
         return owner.display_name
     return owner.username
 
 
 def _new_names(
-    conn: Connection, owners: Sequence[_Owner], reserved: set[str] | None, planned: Mapping[int, str]
+    conn: Connection, owners: Sequence[Owner], reserved: set[str] | None, planned: Mapping[int, str]
 ) -> dict[int, str]:
     def taken(candidates: Collection[str]) -> Collection[str]:
         return {row.name for row in rows(conn, "organization_names_taken", names=sorted(candidates))}
@@ -167,6 +213,7 @@ class Applied:
 
     migrated: int
     blocked: int
+    deferred: int
     organizations_created: int
     projects_moved: int
     members_added: int
@@ -264,9 +311,11 @@ def apply_batch(
         run_id=run_id,
         now=now,
     )
+    ledger.record_deferred(conn, changes.deferred, wave=wave, run_id=run_id, now=now)
     return Applied(
         migrated=len(changes.owners),
         blocked=len(changes.blocked),
+        deferred=len(changes.deferred),
         organizations_created=len(new),
         projects_moved=len(projects),
         members_added=sum(len(o.members_to_add) for o in changes.owners),

@@ -146,7 +146,24 @@ def _duration(value: object) -> timedelta:
     return parse_duration(value)
 
 
-_SETTINGS_KEYS = ("salt", "batch_size", "error_budget", "min_attempts", "max_failures")
+_SETTINGS_KEYS = (
+    "salt",
+    "batch_size",
+    "error_budget",
+    "min_attempts",
+    "max_failures",
+    "lock_timeout",
+    "statement_timeout",
+    "target_batch_seconds",
+    "min_batch_size",
+    "max_batch_size",
+    "retry_deferred_for",
+    "max_replication_lag",
+    "max_waiting_sessions",
+    "health_query",
+    "max_owners_per_second",
+    "max_throttle",
+)
 _WAVE_KEYS = (
     "name",
     "owners",
@@ -159,37 +176,84 @@ _WAVE_KEYS = (
 )
 
 
+def _batch_size(value: object) -> int:
+    return _integer(value, minimum=1, maximum=MAX_BATCH_SIZE, what=f"an integer from 1 to {MAX_BATCH_SIZE}")
+
+
+def _bounded_duration(low: timedelta, high: timedelta) -> Callable[[object], timedelta]:
+    def convert(value: object) -> timedelta:
+        parsed = _duration(value)
+        if not low <= parsed <= high:
+            raise ValueError(f"must be from {_say(low)} to {_say(high)}, got {_show(value)}")
+        return parsed
+
+    return convert
+
+
+def _say(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    return f"{seconds // 60}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds}s"
+
+
 def _settings(path: Path, table: object) -> RolloutSettings:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: key 'rollout': must be a table ([rollout]), got {_show(table)}")
     section = _Section(path, "[rollout]", table)
     section.reject_unknown(_SETTINGS_KEYS)
-    defaults = RolloutSettings()
-    return RolloutSettings(
-        salt=section.get("salt", _non_empty_string, defaults.salt),
-        batch_size=section.get(
-            "batch_size",
-            lambda v: _integer(
-                v, minimum=1, maximum=MAX_BATCH_SIZE, what=f"an integer from 1 to {MAX_BATCH_SIZE}"
-            ),
-            defaults.batch_size,
-        ),
+    d = RolloutSettings()
+    non_negative = lambda v: _integer(v, minimum=0, what="a non-negative integer")  # noqa: E731
+    settings = RolloutSettings(
+        salt=section.get("salt", _non_empty_string, d.salt),
+        batch_size=section.get("batch_size", _batch_size, d.batch_size),
         error_budget=section.get(
             "error_budget",
             lambda v: _number(v, low=0.0, high=1.0, what="a number from 0 to 1 (0.01 is 1 %)"),
-            defaults.error_budget,
+            d.error_budget,
         ),
-        min_attempts=section.get(
-            "min_attempts",
-            lambda v: _integer(v, minimum=0, what="a non-negative integer"),
-            defaults.min_attempts,
+        min_attempts=section.get("min_attempts", non_negative, d.min_attempts),
+        max_failures=section.get("max_failures", non_negative, d.max_failures),
+        lock_timeout=section.get(
+            "lock_timeout", _bounded_duration(timedelta(seconds=1), timedelta(minutes=5)), d.lock_timeout
         ),
-        max_failures=section.get(
-            "max_failures",
-            lambda v: _integer(v, minimum=0, what="a non-negative integer"),
-            defaults.max_failures,
+        statement_timeout=section.get(
+            "statement_timeout",
+            _bounded_duration(timedelta(seconds=1), timedelta(hours=1)),
+            d.statement_timeout,
+        ),
+        target_batch_seconds=section.get(
+            "target_batch_seconds",
+            lambda v: _number(v, low=0.1, high=600.0, what="a number of seconds from 0.1 to 600"),
+            d.target_batch_seconds,
+        ),
+        min_batch_size=section.get("min_batch_size", _batch_size, d.min_batch_size),
+        max_batch_size=section.get("max_batch_size", _batch_size, d.max_batch_size),
+        retry_deferred_for=section.get(
+            "retry_deferred_for",
+            _bounded_duration(timedelta(0), timedelta(hours=6)),
+            d.retry_deferred_for,
+        ),
+        max_replication_lag=section.get(
+            "max_replication_lag",
+            _bounded_duration(timedelta(seconds=1), timedelta(days=1)),
+            d.max_replication_lag,
+        ),
+        max_waiting_sessions=section.get("max_waiting_sessions", non_negative, d.max_waiting_sessions),
+        health_query=section.get("health_query", _non_empty_string, d.health_query),
+        max_owners_per_second=section.get(
+            "max_owners_per_second",
+            lambda v: _number(v, low=0.01, high=1e9, what="a positive number of owners per second"),
+            d.max_owners_per_second,
+        ),
+        max_throttle=section.get(
+            "max_throttle", _bounded_duration(timedelta(seconds=1), timedelta(days=1)), d.max_throttle
         ),
     )
+    smallest, largest = settings.batch_bounds
+    if settings.min_batch_size is not None and settings.min_batch_size > settings.batch_size:
+        section.fail("min_batch_size", f"must be at most batch_size ({settings.batch_size}), got {smallest}")
+    if settings.max_batch_size is not None and settings.max_batch_size < settings.batch_size:
+        section.fail("max_batch_size", f"must be at least batch_size ({settings.batch_size}), got {largest}")
+    return settings
 
 
 def _wave(path: Path, index: int, table: object) -> Wave:

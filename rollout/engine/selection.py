@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine
 from rollout.engine import ledger
 from rollout.engine.batches import keyset_pages
 from rollout.engine.states import OwnerState, attempted_by_waves
-from rollout.engine.waveplan import Wave
+from rollout.engine.waveplan import Wave, bucket
 from rollout.store import queries
 
 
@@ -83,3 +83,18 @@ def wave_owners(engine: Engine, wave: Wave, salt: str, *, retry_failed: bool) ->
     for candidate in candidates(engine, wave):
         if selects(wave, salt, candidate) and attempted_by_waves(candidate.state, retry_failed=retry_failed):
             yield candidate.owner_id
+
+
+def sweep_owners(engine: Engine, wave: Wave | None, salt: str) -> Iterator[int]:
+    """Migrated owners with late platform writes to sweep (all of them, or those counted under a
+    wave), in user-id order."""
+
+    def page(conn: Connection, after: int, page_size: int) -> list[tuple[int, str | None]]:
+        return [
+            (r.owner_id, r.wave)
+            for r in queries.rows(conn, "sweep_owner_page", after_id=after, page_size=page_size)
+        ]
+
+    for owner_id, by in keyset_pages(engine, page, lambda row: row[0], -1):
+        if wave is None or counts_as_migrated(wave, salt, owner_id, by, bucket(salt, owner_id)):
+            yield owner_id

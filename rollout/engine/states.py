@@ -16,6 +16,7 @@ class OwnerState(StrEnum):
     FAILED = "failed"
     BLOCKED = "blocked"
     ROLLED_BACK = "rolled-back"
+    DEFERRED = "deferred"  # another transaction held its rows; every run tries it again
 
 
 class OwnerEvent(StrEnum):
@@ -24,6 +25,7 @@ class OwnerEvent(StrEnum):
     MIGRATE = "migrate"
     BLOCK = "block"
     FAIL = "fail"
+    DEFER = "defer"
     ROLL_BACK = "roll-back"
 
 
@@ -36,6 +38,14 @@ def _transitions() -> dict[tuple[OwnerState | None, OwnerEvent], OwnerState]:
         migrated = state is OwnerState.MIGRATED
         table[(state, OwnerEvent.BLOCK)] = OwnerState.MIGRATED if migrated else OwnerState.BLOCKED
         table[(state, OwnerEvent.FAIL)] = OwnerState.MIGRATED if migrated else OwnerState.FAILED
+        # A deferral is no verdict: an owner that waits for `--retry-failed` or for `run --owner`
+        # keeps waiting for it.
+        keeps = state is not None and state in (
+            OwnerState.MIGRATED,
+            OwnerState.FAILED,
+            OwnerState.ROLLED_BACK,
+        )
+        table[(state, OwnerEvent.DEFER)] = state if keeps and state is not None else OwnerState.DEFERRED
     table[(OwnerState.MIGRATED, OwnerEvent.ROLL_BACK)] = OwnerState.ROLLED_BACK
     return table
 
@@ -62,6 +72,7 @@ class RunMode(StrEnum):
     OWNER = "owner"
     FROM_REPORT = "from-plan"
     AUTO = "auto"
+    SWEEP = "sweep"
 
 
 class RunOutcome(StrEnum):
@@ -71,6 +82,7 @@ class RunOutcome(StrEnum):
     HALTED = "halted"
     ABANDONED = "abandoned"  # its heartbeat went stale: the process died
     CRASHED = "crashed"
+    THROTTLED = "throttled"  # the database stayed unhealthy longer than `max_throttle`; work kept
 
 
 class StopReason(StrEnum):
@@ -81,6 +93,7 @@ class StopReason(StrEnum):
     ERROR_BUDGET = "error budget exceeded"
     TIME_BUDGET = "time budget reached"
     PAUSED = "paused"
+    THROTTLED = "throttled too long"
 
 
 _STOP_OUTCOME = MappingProxyType(
@@ -89,6 +102,7 @@ _STOP_OUTCOME = MappingProxyType(
         StopReason.ABORTED: RunOutcome.INTERRUPTED,
         StopReason.ERROR_BUDGET: RunOutcome.HALTED,
         StopReason.PAUSED: RunOutcome.HALTED,
+        StopReason.THROTTLED: RunOutcome.THROTTLED,
     }
 )
 

@@ -30,18 +30,20 @@ class WaveStatus:
     blocked: int
     rolled_back: int
     remaining: int
+    deferred: int = 0
     completed_at: str | None = None
 
     @property
     def complete(self) -> bool:
-        """Nothing left but blocked, failed and rolled-back owners."""
-        return self.remaining == 0
+        """Nothing left but blocked, failed and rolled-back owners (a deferred owner is left)."""
+        return self.remaining == 0 and self.deferred == 0
 
 
 _COLUMN_OF_STATE = {
     OwnerState.FAILED: "failed",
     OwnerState.BLOCKED: "blocked",
     OwnerState.ROLLED_BACK: "rolled_back",
+    OwnerState.DEFERRED: "deferred",
 }
 
 
@@ -81,12 +83,16 @@ def count_waves(
         result.append(
             WaveStatus(
                 wave=wave.name,
-                selected=max(done[wave.name] + t["failed"] + t["blocked"] + t["remaining"] - t["late"], 0),
+                selected=max(
+                    done[wave.name] + t["failed"] + t["blocked"] + t["remaining"] + t["deferred"] - t["late"],
+                    0,
+                ),
                 migrated=done[wave.name],
                 failed=t["failed"],
                 blocked=t["blocked"],
                 rolled_back=t["rolled_back"],
                 remaining=t["remaining"],
+                deferred=t["deferred"],
                 completed_at=when.isoformat() if when is not None else None,
             )
         )

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
@@ -31,13 +31,42 @@ def percent_threshold(percent: float) -> int:
 
 @dataclass(frozen=True)
 class RolloutSettings:
-    """The `[rollout]` table of the plan; each field has its documented default."""
+    """The `[rollout]` table of the plan; each field has its documented default (docs/plan-file.md).
+
+    `batch_size` is where a run starts; each next batch is sized toward `target_batch_seconds`,
+    within `min_batch_size` (default a tenth of `batch_size`) and `max_batch_size` (default
+    `batch_size`, so that a plan that says nothing never grows past what it asked for).
+    """
 
     salt: str = "organizations-2021"
     batch_size: int = 500
     error_budget: float = 0.01
     min_attempts: int = 100
     max_failures: int = 50
+    # Living beside the platform (docs/migrating-an-owner.md, "Concurrency").
+    lock_timeout: timedelta = timedelta(seconds=3)
+    statement_timeout: timedelta = timedelta(seconds=60)
+    target_batch_seconds: float = 2.0
+    min_batch_size: int | None = None
+    max_batch_size: int | None = None
+    retry_deferred_for: timedelta = timedelta(minutes=2)
+    # Yielding to the database.
+    max_replication_lag: timedelta | None = timedelta(seconds=10)
+    max_waiting_sessions: int | None = 3
+    health_query: str | None = None
+    max_owners_per_second: float | None = None
+    max_throttle: timedelta = timedelta(minutes=10)
+
+    @property
+    def batch_bounds(self) -> tuple[int, int]:
+        """(smallest, largest) batch the adaptive size may choose."""
+        largest = self.max_batch_size if self.max_batch_size is not None else self.batch_size
+        smallest = self.min_batch_size if self.min_batch_size is not None else max(1, self.batch_size // 10)
+        return min(smallest, largest), largest
+
+    def pinned(self, batch_size: int) -> RolloutSettings:
+        """These settings with a fixed batch size (`run --batch-size N`): no adaptation."""
+        return replace(self, batch_size=batch_size, min_batch_size=batch_size, max_batch_size=batch_size)
 
     def over_budget(self, failed: int, attempted: int) -> bool:
         """More than `error_budget` of the attempted owners failed, once `min_attempts` were

@@ -6,6 +6,7 @@ and keeps, of each freshly computed batch, only the owners whose changes still m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,8 +79,11 @@ class ApprovedReport:
         """The part of a freshly computed batch that still matches the report, and the drifted owners."""
         now = {o.owner_id: o for o in changes.owners}
         blocked = {b.owner_id: b.reason for b in changes.blocked}
+        deferred = set(changes.deferred)
         keep, drifted = [], []
         for owner_id in owner_ids:
+            if owner_id in deferred:
+                continue  # tried again later, checked again then
             approved = self.entries.get(owner_id)
             if approved is None:
                 if owner_id in now:
@@ -99,4 +103,4 @@ class ApprovedReport:
                     drifted.append(Drift(owner_id, "changed since the report: " + ", ".join(changed)))
                 else:
                     keep.append(now[owner_id])
-        return BatchChanges(tuple(keep), changes.blocked), drifted
+        return dataclasses.replace(changes, owners=tuple(keep)), drifted

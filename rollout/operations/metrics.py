@@ -22,6 +22,7 @@ class MetricsSnapshot:
     paused: bool
     last_success: datetime | None
     summary: RunSummary | None
+    rate: float | None = None  # owners per second of the newest run's batches
 
 
 def snapshot(engine: Engine, plan: WavePlan | None, result: RunResult | None) -> MetricsSnapshot:
@@ -32,8 +33,8 @@ def snapshot(engine: Engine, plan: WavePlan | None, result: RunResult | None) ->
     else:
         waves = tuple(current_waves(engine, plan)) if plan is not None else ()
 
-    def read(conn: Connection) -> tuple[bool, datetime | None]:
-        return ledger.control(conn).paused, ledger.last_success(conn)
+    def read(conn: Connection) -> tuple[bool, datetime | None, float | None]:
+        return ledger.control(conn).paused, ledger.last_success(conn), ledger.recent_rate(conn)
 
-    paused, last_success = transaction(engine, read)
-    return MetricsSnapshot(waves, paused, last_success, result.summary if result is not None else None)
+    paused, last_success, rate = transaction(engine, read)
+    return MetricsSnapshot(waves, paused, last_success, result.summary if result is not None else None, rate)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +14,7 @@ from rollout import logs
 from rollout.clock import utcnow
 from rollout.engine import ledger
 from rollout.engine.runner import Limits, Progress, ReportGate, Runner, RunSummary
-from rollout.engine.selection import wave_owners
+from rollout.engine.selection import sweep_owners, wave_owners
 from rollout.engine.states import RunMode
 from rollout.engine.tally import WaveStatus
 from rollout.engine.waveplan import RolloutSettings, Wave, WavePlan
@@ -50,11 +49,6 @@ class RunRequest:
         chosen = [self.wave is not None, self.owner_id is not None, self.from_plan is not None, self.auto]
         if sum(chosen) != 1:
             raise UsageError("give exactly one of --wave W, --owner ID, --from-plan REPORT.json or --auto")
-
-    @property
-    def needs_waves(self) -> bool:
-        """A wave or `--auto` needs the plan's waves; one owner or a report only its settings."""
-        return self.wave is not None or self.auto
 
 
 @dataclass(frozen=True)
@@ -115,7 +109,16 @@ def run_wave(
     tick = None
     if progress is not None:
         tick = progress(_to_attempt(before or current_waves(engine, plan), wave, request))
-    runner = _runner(engine, settings, run_id, mode, wave.name, request, progress=tick)
+    runner = _runner(
+        engine,
+        settings,
+        run_id,
+        mode,
+        wave.name,
+        request,
+        progress=tick,
+        sweep=lambda: sweep_owners(engine, wave, settings.salt),
+    )
     summary = runner.run(wave_owners(engine, wave, settings.salt, retry_failed=request.retry_failed))
     after = current_waves(engine, plan)
     transaction(
@@ -145,16 +148,15 @@ def _to_attempt(waves: list[WaveStatus], wave: Wave, request: RunRequest) -> int
     for status in waves:
         if status.wave == wave.name:
             # Blocked owners are looked at again by every run; they count as attempted.
-            todo = status.remaining + status.blocked + (status.failed if request.retry_failed else 0)
+            todo = status.remaining + status.deferred + status.blocked
+            todo += status.failed if request.retry_failed else 0
             return min(todo, request.max_owners) if request.max_owners else todo
     return None
 
 
 def _settings(plan: WavePlan | None, request: RunRequest) -> RolloutSettings:
     settings = plan.settings if plan is not None else RolloutSettings()
-    if request.batch_size is not None:
-        settings = dataclasses.replace(settings, batch_size=request.batch_size)
-    return settings
+    return settings.pinned(request.batch_size) if request.batch_size is not None else settings
 
 
 def _runner(
@@ -167,6 +169,7 @@ def _runner(
     *,
     gate: ReportGate | None = None,
     progress: Progress | None = None,
+    sweep: Callable[[], Iterable[int]] | None = None,
 ) -> Runner:
     logs.bind(run_id, wave)
     return Runner(
@@ -178,4 +181,19 @@ def _runner(
         limits=Limits(request.max_owners, request.time_budget),
         gate=gate,
         progress=progress,
+        sweep=sweep,
     )
+
+
+def sweep(
+    engine: Engine, plan: WavePlan, wave: Wave | None, *, run_id: str, batch_size: int | None
+) -> RunResult:
+    """`rollout sweep`: the owners migrated before (all, or a wave's) for whom the platform wrote
+    what the migration's rules handle, migrated again for exactly that."""
+    transaction(engine, ledger.refuse_if_paused)
+    request = RunRequest(wave=wave.name if wave is not None else "", batch_size=batch_size)
+    settings = _settings(plan, request)
+    runner = _runner(
+        engine, settings, run_id, RunMode.SWEEP, wave.name if wave is not None else None, request
+    )
+    return RunResult(runner.run(sweep_owners(engine, wave, settings.salt)))

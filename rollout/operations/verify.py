@@ -1,10 +1,19 @@
-"""`rollout verify`: the invariants for every owner the job migrated, set-based. Read-only."""
+"""`rollout verify`: the invariants for every owner the job migrated, set-based. Read-only.
+
+Each violation says whose write caused it. The job writes an owner's rows in the transaction that
+records its migration, and after that only when a later run or `rollout sweep` applies the rules to
+the platform's late writes; so a violation is the *platform's* when there is evidence of a write
+after the migration that the job did not make (a row the job's records do not cover, a record of
+the job's write that no longer holds, access rows that changed since), and the *job's* otherwise.
+The rules per invariant are in docs/invariants.md.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -12,13 +21,33 @@ from sqlalchemy import Connection, Engine
 from rollout.engine.batches import keyset_pages
 from rollout.engine.changes import access_digest
 from rollout.store import queries
+from rollout.store.dialect import as_datetime
 from rollout.store.engine import transaction
+
+
+class Cause(StrEnum):
+    JOB = "job"
+    PLATFORM = "platform"
+
+
+# invariant number -> name (docs/invariants.md); number 1 has two checks.
+NAMES = {
+    1: "owns-one-organization",
+    2: "projects-in-organization",
+    3: "collaborators-are-members",
+    4: "no-other-permissions",
+    5: "access-unchanged",
+    6: "billing-in-organization",
+}
+OWNER_PERMISSIONS = "owner-holds-all-permissions"
 
 
 @dataclass(frozen=True)
 class Violation:
     owner_id: int
     invariant: int
+    name: str
+    cause: Cause
     detail: str
 
 
@@ -32,46 +61,71 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.violations
 
+    def count(self, cause: Cause) -> int:
+        return sum(v.cause is cause for v in self.violations)
 
-def _structural(conn: Connection, wave: str | None) -> list[Violation]:
+
+def _v(owner_id: int, invariant: int, cause: Cause, detail: str, name: str | None = None) -> Violation:
+    return Violation(owner_id, invariant, name or NAMES[invariant], cause, detail)
+
+
+def _when(value: Any) -> str:
+    moment = as_datetime(value)
+    return moment.isoformat(timespec="seconds") if moment else "an unknown time"
+
+
+def _structural(conn: Connection, wave: str | None) -> tuple[list[Violation], list[Any]]:
     found: list[Violation] = []
     for r in queries.rows(conn, "verify_one_organization", wave=wave):
-        found.append(
-            Violation(
-                r.owner_id,
-                1,
-                f"owns {r.organizations} organizations"
-                + ("" if r.recorded else ", not the one the job recorded"),
-            )
-        )
+        # The job creates or reuses exactly one organization and records it; another one, or the
+        # recorded one gone, is someone else's write.
+        detail = f"owns {r.organizations} organizations"
+        if r.other_id is not None:
+            detail += f"; organization {r.other_id} created {_when(r.other_created_at)}"
+        if not r.recorded:
+            detail += "; the one the job recorded is gone"
+        found.append(_v(r.owner_id, 1, Cause.PLATFORM, detail))
     for r in queries.rows(conn, "verify_owner_permissions", wave=wave):
+        # The migration's own transaction gives the owner membership and all four permissions.
         detail = (
-            "is not a member of the organization"
+            "is not a member of the organization (removed since the migration)"
             if not r.memberships
-            else f"holds {r.permissions} of the 4 owner permissions"
+            else f"holds {r.permissions} of the 4 owner permissions (removed since the migration)"
         )
-        found.append(Violation(r.owner_id, 1, detail))
+        found.append(_v(r.owner_id, 1, Cause.PLATFORM, detail, OWNER_PERMISSIONS))
     for r in queries.rows(conn, "verify_projects_moved", wave=wave):
         where = "no organization" if r.organization_id is None else f"organization {r.organization_id}"
-        found.append(Violation(r.owner_id, 2, f"project {r.project_id} is in {where}"))
-    for r in queries.rows(conn, "verify_members", wave=wave):
-        found.append(
-            Violation(r.owner_id, 3, f"user {r.user_id} has access to {r.project_id} but is not a member")
-        )
+        created, migrated = as_datetime(r.created_at), as_datetime(r.migrated_at)
+        if r.moved:
+            cause, why = Cause.PLATFORM, "the job moved it; it was moved again since"
+        elif created is not None and migrated is not None and created > migrated:
+            cause, why = (
+                Cause.PLATFORM,
+                f"created {_when(created)}, after the migration; the next sweep moves it",
+            )
+        else:
+            cause, why = Cause.JOB, "it was there when the owner was migrated"
+        found.append(_v(r.owner_id, 2, cause, f"project {r.project_id} is in {where} ({why})"))
     for r in queries.rows(conn, "verify_no_other_permissions", wave=wave):
-        found.append(Violation(r.owner_id, 4, f"member {r.user_id} holds permission {r.permission}"))
+        cause = Cause.JOB if r.granted else Cause.PLATFORM
+        found.append(_v(r.owner_id, 4, cause, f"member {r.user_id} holds permission {r.permission}"))
     for r in queries.rows(conn, "verify_billing", wave=wave):
         holder = f"user {r.user_id}" if r.user_id is not None else f"organization {r.organization_id}"
-        found.append(Violation(r.owner_id, 6, f"billing account {r.billing_account_id} belongs to {holder}"))
+        found.append(
+            _v(r.owner_id, 6, Cause.PLATFORM, f"billing account {r.billing_account_id} belongs to {holder}")
+        )
     for r in queries.rows(conn, "verify_billing_recorded_missing", wave=wave):
-        found.append(Violation(r.owner_id, 6, f"billing account {r.billing_account_id} no longer exists"))
-    return found
+        found.append(
+            _v(r.owner_id, 6, Cause.PLATFORM, f"billing account {r.billing_account_id} no longer exists")
+        )
+    return found, list(queries.rows(conn, "verify_members", wave=wave))
 
 
-def _access_violations(engine: Engine, wave: str | None) -> Iterator[Violation]:
-    """Invariant 5, page by page of moved projects: their access rows hash to what was recorded."""
+def _changed_access(engine: Engine, wave: str | None) -> Iterator[tuple[int, str]]:
+    """(owner, project) of every moved project whose access rows differ from the digest the job
+    recorded when it moved it; page by page."""
 
-    def page(conn: Connection, after: str, page_size: int) -> list[tuple[str, Violation | None]]:
+    def page(conn: Connection, after: str, page_size: int) -> list[tuple[str, int, bool]]:
         moved = queries.rows(conn, "moved_projects_page", wave=wave, after=after, page_size=page_size)
         ids = [r.project_id for r in moved]
         project_rows: dict[str, list[Any]] = defaultdict(list)
@@ -80,30 +134,50 @@ def _access_violations(engine: Engine, wave: str | None) -> Iterator[Violation]:
         environment_rows: dict[str, list[Any]] = defaultdict(list)
         for row in queries.rows(conn, "environment_access_of", project_ids=ids):
             environment_rows[row.project_id].append((row.environment_id, row.user_id, row.role))
-        checked: list[tuple[str, Violation | None]] = []
-        for r in moved:
-            digest = access_digest(project_rows[r.project_id], environment_rows[r.project_id])
-            violation = None
-            if digest != r.access_digest:
-                violation = Violation(
-                    r.owner_id, 5, f"access rows of project {r.project_id} changed since migration"
-                )
-            checked.append((r.project_id, violation))
-        return checked
+        return [
+            (
+                r.project_id,
+                r.owner_id,
+                access_digest(project_rows[r.project_id], environment_rows[r.project_id]) != r.access_digest,
+            )
+            for r in moved
+        ]
 
-    for _, violation in keyset_pages(engine, page, lambda item: item[0], ""):
-        if violation is not None:
-            yield violation
+    for project_id, owner_id, changed in keyset_pages(engine, page, lambda item: item[0], ""):
+        if changed:
+            yield owner_id, project_id
 
 
 def verify(engine: Engine, wave: str | None = None) -> VerifyReport:
-    """Every violation, each naming its owner and invariant."""
+    """Every violation, each naming its owner, invariant and cause."""
 
-    def structural(conn: Connection) -> tuple[int, list[Violation]]:
+    def structural(conn: Connection) -> tuple[int, list[Violation], list[Any]]:
         checked = queries.scalar(conn, "migrated_owner_count", wave=wave)
-        return int(checked or 0), _structural(conn, wave)
+        return int(checked or 0), *_structural(conn, wave)
 
-    checked, violations = transaction(engine, structural)
-    violations.extend(_access_violations(engine, wave))
+    checked, violations, non_members = transaction(engine, structural)
+    changed = set()
+    for owner_id, project_id in _changed_access(engine, wave):
+        changed.add(project_id)
+        violations.append(
+            _v(owner_id, 5, Cause.PLATFORM, f"access rows of project {project_id} changed since migration")
+        )
+    for r in non_members:
+        if not r.moved:
+            cause, why = Cause.PLATFORM, "a project the job did not move"
+        elif r.added:
+            cause, why = Cause.PLATFORM, "the job made them a member; the membership was removed since"
+        elif r.project_id in changed:
+            cause, why = Cause.PLATFORM, "access granted since the migration; the next sweep adds them"
+        else:
+            cause, why = Cause.JOB, "they had that access when the owner was migrated"
+        violations.append(
+            _v(
+                r.owner_id,
+                3,
+                cause,
+                f"user {r.user_id} has access to {r.project_id} but is not a member ({why})",
+            )
+        )
     violations.sort(key=lambda v: (v.owner_id, v.invariant, v.detail))
     return VerifyReport(wave, checked, tuple(violations))

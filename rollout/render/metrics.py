@@ -22,6 +22,7 @@ def write_metrics(path: Path, snapshot: MetricsSnapshot) -> None:
             ("failed", w.failed),
             ("blocked", w.blocked),
             ("rolled_back", w.rolled_back),
+            ("deferred", w.deferred),
             ("remaining", w.remaining),
         ):
             owners.labels(w.wave, state).set(value)
@@ -32,6 +33,20 @@ def write_metrics(path: Path, snapshot: MetricsSnapshot) -> None:
     duration = Gauge("rollout_run_duration_seconds", "Wall time of the last run.", registry=registry)
     batches = Gauge("rollout_run_batches", "Batches committed by the last run.", registry=registry)
     failures = Gauge("rollout_run_failures", "Owners that failed in the last run.", registry=registry)
+    throttled = Gauge(
+        "rollout_run_throttled_seconds",
+        "Time the last run waited for the database's health.",
+        registry=registry,
+    )
+    time_left = Gauge(
+        "rollout_estimated_seconds_left",
+        "Remaining owners of each wave at the newest run's rate.",
+        ["wave"],
+        registry=registry,
+    )
+    if snapshot.rate:
+        for w in snapshot.waves:
+            time_left.labels(w.wave).set(round((w.remaining + w.deferred) / snapshot.rate, 1))
     summary = snapshot.summary
     if summary is not None:
         c = summary.counts
@@ -40,11 +55,13 @@ def write_metrics(path: Path, snapshot: MetricsSnapshot) -> None:
             ("failed", c.failed),
             ("blocked", c.blocked),
             ("drifted", c.drifted),
+            ("deferred", c.deferred),
         ):
             run_owners.labels(name).set(value)
         duration.set(summary.duration_s)
         batches.set(c.batches)
         failures.set(c.failed)
+        throttled.set(round(c.throttled_seconds, 1))
     last_success = Gauge(
         "rollout_last_success_timestamp_seconds", "When a run last succeeded.", registry=registry
     )

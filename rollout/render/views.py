@@ -10,7 +10,7 @@ from rollout.engine.runner import RunSummary
 from rollout.engine.tally import WaveStatus
 from rollout.operations.rollback import RollbackReport
 from rollout.operations.status import Status
-from rollout.operations.verify import VerifyReport
+from rollout.operations.verify import Cause, VerifyReport
 from rollout.render.table import table, to_json
 
 
@@ -19,7 +19,11 @@ def run_line(summary: RunSummary) -> str:
     c = summary.counts
     line = (
         f"run {summary.run_id}: {summary.outcome}: {c.migrated} migrated, {c.blocked} blocked, "
-        f"{c.failed} failed" + (f", {c.drifted} drifted" if c.drifted else "") + f" in {c.batches} batches"
+        f"{c.failed} failed"
+        + (f", {c.deferred} deferred" if c.deferred else "")
+        + (f", {c.drifted} drifted" if c.drifted else "")
+        + f" in {c.batches} batches"
+        + (f", throttled {c.throttled_seconds:.0f} s" if c.throttled_seconds >= 1 else "")
     )
     if summary.stop_text:
         line += f" (stopped: {summary.stop_text})"
@@ -56,6 +60,7 @@ def render_status(status: Status, fmt: str) -> str:
                 "failed",
                 "blocked",
                 "rolled back",
+                "deferred",
                 "remaining",
                 "complete (since)",
             ],
@@ -67,6 +72,7 @@ def render_status(status: Status, fmt: str) -> str:
                     w.failed,
                     w.blocked,
                     w.rolled_back,
+                    w.deferred,
                     w.remaining,
                     _completion(w),
                 ]
@@ -106,17 +112,23 @@ def render_status(status: Status, fmt: str) -> str:
 
 
 def render_verify(report: VerifyReport, fmt: str) -> str:
+    job, platform = report.count(Cause.JOB), report.count(Cause.PLATFORM)
     if fmt == "json":
-        return to_json(dataclasses.asdict(report) | {"ok": report.ok})
+        return to_json(
+            dataclasses.asdict(report)
+            | {"ok": report.ok, "job_violations": job, "platform_violations": platform}
+        )
     scope = f"wave {report.wave}" if report.wave else "all waves"
     head = f"Checked {report.owners_checked} migrated owners ({scope}): "
     if report.ok:
         return head + "every invariant holds."
     return (
         head
-        + f"{len(report.violations)} violations.\n\n"
+        + f"{len(report.violations)} violations: {job} of the job's own, {platform} caused by platform writes"
+        " after the migration.\n\n"
         + table(
-            ["owner", "invariant", "detail"], [[v.owner_id, v.invariant, v.detail] for v in report.violations]
+            ["owner", "invariant", "cause", "detail"],
+            [[v.owner_id, f"{v.invariant} {v.name}", v.cause, v.detail] for v in report.violations],
         )
     )
 

@@ -40,8 +40,9 @@ IDENTITY_COLUMN = {
 
 # SQLSTATE classes: 08 connection exception, 57P0x server shutting down or not accepting yet.
 _UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
-# 40001 serialization failure, 40P01 deadlock, 55P03 lock not available.
-_CONFLICT_SQLSTATES = ("40001", "40P01", "55P03")
+# 40001 serialization failure, 40P01 deadlock. A lock timeout (55P03) is not retried whole: the
+# runner defers the owners whose batch it stopped (see `is_lock_timeout`).
+_CONFLICT_SQLSTATES = ("40001", "40P01")
 
 
 def _iso(value: datetime) -> str:
@@ -88,6 +89,33 @@ def configure(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def has_row_locks(conn: Connection) -> bool:
+    """PostgreSQL locks rows (a batch's `lock_X` statements); SQLite locks the whole database
+    for the batch's transaction instead (`BEGIN IMMEDIATE`), so plain reads serve there."""
+    return conn.dialect.name == POSTGRESQL
+
+
+def cancel(dbapi_connection: Any) -> None:
+    """Cancels the statement running on a driver connection; safe from another thread."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.interrupt()
+    else:
+        dbapi_connection.cancel()
+
+
+def is_cancelled(exc: BaseException) -> bool:
+    """The statement was cancelled: by `cancel`, or by the batch's statement timeout."""
+    orig = _driver_error(exc)
+    if getattr(orig, "sqlstate", None) == "57014":
+        return True
+    return isinstance(orig, sqlite3.OperationalError) and "interrupted" in str(orig)
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """A lock the batch had to wait for was not granted within its `lock_timeout`."""
+    return getattr(_driver_error(exc), "sqlstate", None) == "55P03"
 
 
 def as_datetime(value: Any) -> datetime | None:

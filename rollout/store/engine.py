@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from rollout.errors import ConcurrentChange, DatabaseUnavailable, UsageError, first_line
 from rollout.store import dialect
@@ -85,7 +87,26 @@ def default_attempts() -> int:
         raise UsageError("ROLLOUT_DB_ATTEMPTS must be a whole number") from exc
 
 
-def retrying(attempts: int | None = None) -> Retrying:
+class stop_when_interrupted(stop_base):
+    """Stops retrying once `interrupt()` is true."""
+
+    def __init__(self, interrupt: Callable[[], bool]) -> None:
+        self.interrupt = interrupt
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.interrupt()
+
+
+def _sliced_sleep(interrupt: Callable[[], bool]) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not interrupt() and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.1, left))
+
+    return sleep
+
+
+def retrying(attempts: int | None = None, interrupt: Callable[[], bool] | None = None) -> Retrying:
     """The retry policy for a whole transaction, and the one description of it.
 
     Only transient errors are retried (`dialect.is_transient`, or `ConcurrentChange`). Before try
@@ -95,22 +116,40 @@ def retrying(attempts: int | None = None) -> Retrying:
     unreachable database becomes `DatabaseUnavailable` (exit 75).
     """
     attempts = attempts or default_attempts()
+    stop = stop_after_attempt(attempts) | stop_after_delay(MAX_RETRY_WINDOW_S)
+    if interrupt is None:
+        return Retrying(
+            stop=stop,
+            wait=wait_random_exponential(multiplier=1, max=MAX_WAIT_S),
+            retry=retry_if_exception(_retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+    # A stop signal ends the waiting at once, and no further try starts.
     return Retrying(
-        stop=stop_after_attempt(attempts) | stop_after_delay(MAX_RETRY_WINDOW_S),
+        stop=stop | stop_when_interrupted(interrupt),
         wait=wait_random_exponential(multiplier=1, max=MAX_WAIT_S),
         retry=retry_if_exception(_retryable),
         before_sleep=_log_retry,
+        sleep=_sliced_sleep(interrupt),
         reraise=True,
     )
 
 
-def transaction(engine: Engine, work: Callable[[Connection], T], *, attempts: int | None = None) -> T:
-    """Runs `work` in one transaction, retried whole on transient errors.
+def transaction(
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    attempts: int | None = None,
+    interrupt: Callable[[], bool] | None = None,
+) -> T:
+    """Runs `work` in one transaction, retried whole on transient errors; `interrupt` (a stop
+    signal) cuts the waits between tries short and starts no further try.
 
     A database that stays unreachable becomes `DatabaseUnavailable` (exit 75); other errors pass.
     """
     try:
-        for attempt in retrying(attempts):
+        for attempt in retrying(attempts, interrupt):
             with attempt, engine.begin() as conn:
                 return work(conn)
     except DBAPIError as exc:

@@ -144,7 +144,22 @@ def load(conn: Connection, name: str, rows: Iterable[Sequence[Any]]) -> int:
 
 
 def script(filename: str, dialect_name: str) -> list[str]:
-    """The DDL statements of a schema file (`sql/schema/`), one by one, for a dialect."""
-    source_text = (sql_root() / "schema" / filename).read_text(encoding="utf-8")
+    """The DDL statements of a schema file (`sql/schema/`), one by one, for a dialect: the file
+    `NAME.sqlite.sql` beside `NAME.sql` replaces it on SQLite."""
+    folder = sql_root() / "schema"
+    *parts, name = filename.split("/")
+    for part in parts:
+        folder = folder / part
+    variant = folder / name.replace(".sql", f".{dialect_name}.sql")
+    source_text = (variant if variant.is_file() else folder / name).read_text(encoding="utf-8")
     source_text = _without_comments(source_text).replace("{identity}", dialect.IDENTITY_COLUMN[dialect_name])
     return [statement.strip() for statement in source_text.split(";") if statement.strip()]
+
+
+def operator_check(conn: Connection, sql: str) -> bool:
+    """Runs an operator's health query (the plan's `health_query`, trusted configuration, not data)
+    in a read-only transaction with a short statement timeout: healthy only when it returns true."""
+    execute(conn, "read_only")
+    execute(conn, "limit_check_time")
+    value = conn.exec_driver_sql(sql).scalar()
+    return value is True or value == 1

@@ -9,10 +9,8 @@ from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.exc import DBAPIError
 
 from rollout.errors import SchemaNotInitialised, UsageError
-from rollout.store import dialect, queries
+from rollout.store import dialect, queries, schema_version
 from rollout.store.engine import transaction
-
-SCHEMA_VERSION = "1"
 
 # The platform tables, in foreign-key order, each with its primary key (the order of its rows).
 PLATFORM_TABLES: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -40,22 +38,22 @@ JOB_TABLES = (
     "rollout_added_permissions",
     "rollout_control",
     "rollout_waves",
+    "rollout_batches",
+    schema_version.VERSION_TABLE,
 )
 
 
-def init_schema(engine: Engine, *, platform: bool) -> None:
-    """Creates the job's tables, and with `platform` the platform tables. Idempotent."""
+def init_schema(engine: Engine, *, platform: bool) -> tuple[str | None, str]:
+    """Brings the job's tables to the newest revision (creating them on an empty database), and with
+    `platform` creates the platform tables. Idempotent. Returns the revisions (before, after)."""
 
-    def create(conn: Connection) -> None:
-        name = conn.dialect.name
+    def create(conn: Connection) -> tuple[str | None, str]:
         if platform:
-            for statement in queries.script("platform.sql", name):
+            for statement in queries.script("platform.sql", conn.dialect.name):
                 conn.exec_driver_sql(statement)
-        for statement in queries.script("rollout.sql", name):
-            conn.exec_driver_sql(statement)
-        queries.execute(conn, "set_meta", key="schema_version", value=SCHEMA_VERSION)
+        return schema_version.upgrade(conn)
 
-    transaction(engine, create)
+    return transaction(engine, create)
 
 
 def table_names(conn: Connection) -> set[str]:
@@ -65,7 +63,9 @@ def table_names(conn: Connection) -> set[str]:
 def check_schema(engine: Engine) -> None:
     """Refuses to work on a database without the platform tables or the job's own (exit 2)."""
     try:
-        present = transaction(engine, table_names)
+        present, revision = transaction(
+            engine, lambda conn: (table_names(conn), schema_version.current(conn))
+        )
     except DBAPIError as exc:
         if engine.dialect.name == dialect.SQLITE and "not a database" in str(exc):
             raise UsageError(f"{engine.url.database} is not a SQLite database") from exc
@@ -76,6 +76,10 @@ def check_schema(engine: Engine) -> None:
             f"platform tables missing ({', '.join(missing_platform)}); this is not the platform's database,"
             " or run `rollout db init --platform-schema` for a rehearsal"
         )
-    missing_job = [t for t in JOB_TABLES if t not in present]
-    if missing_job:
+    if revision is None:
         raise SchemaNotInitialised("the job's tables are missing; run `rollout db init`")
+    if revision != schema_version.head():
+        raise SchemaNotInitialised(
+            f"the job's tables are at revision {revision}, this release needs {schema_version.head()}: "
+            "run `rollout db upgrade` (the ledger is kept)"
+        )

@@ -1,19 +1,67 @@
--- The job's checkpoints : runs, owner states, and what was done for each owner.
+-- The job's checkpoints: runs, owner states, what was done for each owner, the batch history.
 
 -- name: record_moved_project
+-- A project moved again (someone set it back to legacy by hand since) is recorded as it is now.
 INSERT INTO rollout_moved_projects (project_id, owner_id, organization_id, run_id, access_digest)
 SELECT t.project_id, t.owner_id, t.organization_id, :run_id, t.access_digest
-FROM ROWS t (project_id TEXT, owner_id BIGINT, organization_id BIGINT, access_digest TEXT);
+FROM ROWS t (project_id TEXT, owner_id BIGINT, organization_id BIGINT, access_digest TEXT)
+WHERE true
+ON CONFLICT (project_id) DO UPDATE SET
+    owner_id = excluded.owner_id, organization_id = excluded.organization_id,
+    run_id = excluded.run_id, access_digest = excluded.access_digest;
 
 -- name: record_added_member
+-- A membership the platform removed and a sweep added again stays recorded once.
 INSERT INTO rollout_added_members (organization_id, user_id, owner_id, run_id)
 SELECT t.organization_id, t.user_id, t.owner_id, :run_id
-FROM ROWS t (organization_id BIGINT, user_id BIGINT, owner_id BIGINT);
+FROM ROWS t (organization_id BIGINT, user_id BIGINT, owner_id BIGINT)
+WHERE true
+ON CONFLICT (organization_id, user_id) DO NOTHING;
 
 -- name: record_added_permission
 INSERT INTO rollout_added_permissions (organization_id, user_id, permission, owner_id, run_id)
 SELECT t.organization_id, t.user_id, t.permission, t.owner_id, :run_id
-FROM ROWS t (organization_id BIGINT, user_id BIGINT, permission TEXT, owner_id BIGINT);
+FROM ROWS t (organization_id BIGINT, user_id BIGINT, permission TEXT, owner_id BIGINT)
+WHERE true
+ON CONFLICT (organization_id, user_id, permission) DO NOTHING;
+
+-- name: record_deferred_owner
+-- Owners whose rows another transaction held: deferred, to be tried again. An owner that waits
+-- for `--retry-failed` or `run --owner`, or is migrated already, keeps its state.
+INSERT INTO rollout_owners (owner_id, state, wave, run_id, updated_at)
+SELECT t.owner_id, 'deferred', :wave, :run_id, :now
+FROM ROWS t (owner_id BIGINT)
+WHERE true
+ON CONFLICT (owner_id) DO UPDATE SET
+    state = CASE WHEN rollout_owners.state IN ('migrated', 'failed', 'rolled-back') THEN rollout_owners.state
+                 ELSE 'deferred' END,
+    run_id = excluded.run_id,
+    updated_at = excluded.updated_at;
+
+-- name: migrated_owners_of
+-- The batch's owners the job migrated already, with the organization it recorded.
+SELECT owner_id, organization_id FROM rollout_owners WHERE owner_id IN :owner_ids AND state = 'migrated';
+
+-- name: moved_projects_in_place
+-- Projects the job moved for these owners that are still in the organization it moved them to.
+SELECT m.owner_id, m.project_id
+FROM rollout_moved_projects m
+JOIN projects p ON p.id = m.project_id AND p.organization_id = m.organization_id
+WHERE m.owner_id IN :owner_ids
+ORDER BY m.owner_id, m.project_id;
+
+-- name: record_batch
+INSERT INTO rollout_batches (run_id, seq, started_at, size, duration_seconds, lock_seconds, migrated, deferred,
+                             failed, blocked, throttled_seconds, waiting_sessions)
+VALUES (:run_id, :seq, :started_at, :size, :duration_seconds, :lock_seconds, :migrated, :deferred,
+        :failed, :blocked, :throttled_seconds, :waiting_sessions);
+
+-- name: recent_batch_rate
+-- Owners per second of the last batches of the newest run that committed any: `status`'s and the
+-- metrics' time-left estimate.
+SELECT SUM(size) AS owners, SUM(duration_seconds + throttled_seconds) AS seconds
+FROM rollout_batches
+WHERE run_id = (SELECT run_id FROM rollout_batches ORDER BY started_at DESC LIMIT 1);
 
 -- name: record_migrated_owner
 -- A late arrival keeps what the first migration recorded: its wave, that it created the
@@ -77,14 +125,15 @@ VALUES (:id, :mode, :wave, :host, :pid, :now, :now);
 -- name: heartbeat_run
 UPDATE rollout_runs
 SET heartbeat_at = :now, attempted = :attempted, migrated = :migrated, failed = :failed,
-    blocked = :blocked, drifted = :drifted, batches = :batches
+    blocked = :blocked, drifted = :drifted, batches = :batches, deferred = :deferred,
+    throttled_seconds = :throttled_seconds
 WHERE id = :id;
 
 -- name: finish_run
 UPDATE rollout_runs
 SET heartbeat_at = :now, finished_at = :now, outcome = :outcome, attempted = :attempted,
     migrated = :migrated, failed = :failed, blocked = :blocked, drifted = :drifted, batches = :batches,
-    message = :message
+    deferred = :deferred, throttled_seconds = :throttled_seconds, message = :message
 WHERE id = :id;
 
 -- name: abandon_stale_runs
@@ -96,7 +145,7 @@ WHERE finished_at IS NULL AND heartbeat_at < :stale_before;
 
 -- name: recent_runs
 SELECT id, mode, wave, host, pid, started_at, heartbeat_at, finished_at, outcome,
-       attempted, migrated, failed, blocked, drifted, batches, message
+       attempted, migrated, failed, blocked, drifted, deferred, batches, throttled_seconds, message
 FROM rollout_runs
 ORDER BY started_at DESC
 LIMIT :limit;

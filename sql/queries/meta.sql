@@ -8,15 +8,6 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 -- name: get_meta
 SELECT value FROM rollout_meta WHERE key = :key;
 
--- name: limit_lock_wait
--- A batch waits at most this long for the platform's row locks; then it fails as a lock timeout
--- (55P03) and is retried whole, so a stuck platform transaction never holds a run (or its stop
--- signal) indefinitely.
-SET LOCAL lock_timeout = '30s';
-
--- name: limit_lock_wait@sqlite
--- Nothing: SQLite waits for its write lock up to the connection's busy timeout.
-
 -- name: read_only
 -- The dry run's guarantee: the transaction refuses writes.
 SET TRANSACTION READ ONLY;
@@ -29,3 +20,17 @@ SELECT pg_try_advisory_lock(:key);
 
 -- name: release_auto_lock
 SELECT pg_advisory_unlock(:key);
+
+-- name: replication_lag
+-- The largest replay lag of the standbys, in seconds (NULL without standbys): a health signal.
+SELECT EXTRACT(EPOCH FROM MAX(replay_lag)) FROM pg_stat_replication;
+
+-- name: replication_lag@sqlite
+-- Nothing: SQLite has no standbys.
+
+-- name: limit_check_time
+-- The operator's health query gets a few seconds, in a read-only transaction.
+SELECT set_config('statement_timeout', '5s', true);
+
+-- name: limit_check_time@sqlite
+-- Nothing: SQLite runs in process.

@@ -1,43 +1,129 @@
 -- Statements of one batch of owners (docs/migrating-an-owner.md). Every one takes the whole batch at once.
 
--- name: legacy_projects
--- The legacy projects of a batch of owners (read-only: the dry run).
-SELECT id, owner_id
-FROM projects
-WHERE owner_id IN :owner_ids AND organization_id IS NULL AND status <> 'deleted'
-ORDER BY owner_id, id;
-
--- name: lock_projects
--- The same rows, locked until the batch commits so that a concurrent change of ownership or
--- status waits for us; NOWAIT is not used: the platform's writes are short.
-SELECT id, owner_id
-FROM projects
-WHERE owner_id IN :owner_ids AND organization_id IS NULL AND status <> 'deleted'
-ORDER BY owner_id, id
-FOR UPDATE;
-
--- name: lock_projects@sqlite
--- SQLite has no row locks; the batch's BEGIN IMMEDIATE already holds the database's write lock.
-SELECT id, owner_id
-FROM projects
-WHERE owner_id IN :owner_ids AND organization_id IS NULL AND status <> 'deleted'
-ORDER BY owner_id, id;
+-- The reads of a batch come in pairs. `X` reads the rows (the dry run, and SQLite, where the
+-- batch's BEGIN IMMEDIATE already holds the database's write lock). `lock_X` (PostgreSQL) locks the
+-- same rows without waiting (SKIP LOCKED) and says of each whether it got the lock (`locked`): an
+-- owner with a row another transaction holds is deferred, and never waits. The lock order is the
+-- order of the statements in `compute_batch`: owners' users, projects, billing accounts,
+-- organizations, environments, collaborators' users; each by primary key. Values come from the
+-- locked row (its newest version), so nothing read can change before the batch commits.
 
 -- name: owner_users
-SELECT id, username, display_name, deleted_at IS NOT NULL AS deleted
+SELECT id, username, display_name, deleted_at IS NOT NULL AS deleted, TRUE AS locked
 FROM users
 WHERE id IN :owner_ids;
 
+-- name: lock_owner_users
+-- FOR UPDATE: a foreign-key insert takes FOR KEY SHARE on the row it references, which only FOR
+-- UPDATE blocks, so a new organization or billing account of the owner waits for the batch.
+WITH locked AS (
+    SELECT id, username, display_name, deleted_at FROM users
+    WHERE id IN :owner_ids ORDER BY id FOR UPDATE SKIP LOCKED
+)
+SELECT u.id, COALESCE(l.username, u.username) AS username, l.display_name,
+       l.deleted_at IS NOT NULL AS deleted, l.id IS NOT NULL AS locked
+FROM users u LEFT JOIN locked l ON l.id = u.id
+WHERE u.id IN :owner_ids;
+
+-- name: legacy_projects
+SELECT id, owner_id, TRUE AS locked
+FROM projects
+WHERE owner_id IN :owner_ids AND organization_id IS NULL AND status <> 'deleted'
+ORDER BY owner_id, id;
+
+-- name: lock_legacy_projects
+-- A project seen legacy but not locked (held, or changed meanwhile) defers its owner. New grants
+-- and environments on a locked project wait for the batch (foreign keys, as above).
+WITH locked AS (
+    SELECT id, owner_id FROM projects
+    WHERE owner_id IN :owner_ids AND organization_id IS NULL AND status <> 'deleted'
+    ORDER BY id FOR UPDATE SKIP LOCKED
+), seen AS (
+    SELECT id, owner_id FROM projects
+    WHERE owner_id IN :owner_ids AND organization_id IS NULL AND status <> 'deleted'
+)
+SELECT COALESCE(l.id, s.id) AS id, COALESCE(l.owner_id, s.owner_id) AS owner_id, l.id IS NOT NULL AS locked
+FROM seen s FULL JOIN locked l ON l.id = s.id
+ORDER BY 2, 1;
+
+-- name: owner_billing_accounts
+SELECT id, user_id, TRUE AS locked
+FROM billing_accounts
+WHERE user_id IN :owner_ids;
+
+-- name: lock_owner_billing_accounts
+WITH locked AS (
+    SELECT id, user_id FROM billing_accounts WHERE user_id IN :owner_ids ORDER BY id FOR UPDATE SKIP LOCKED
+), seen AS (
+    SELECT id, user_id FROM billing_accounts WHERE user_id IN :owner_ids
+)
+SELECT COALESCE(l.id, s.id) AS id, COALESCE(l.user_id, s.user_id) AS user_id, l.id IS NOT NULL AS locked
+FROM seen s FULL JOIN locked l ON l.id = s.id;
+
 -- name: owned_organizations
-SELECT id, owner_id, name, label
+SELECT id, owner_id, name, label, TRUE AS locked
 FROM organizations
 WHERE owner_id IN :owner_ids
 ORDER BY owner_id, id;
 
--- name: owner_billing_accounts
-SELECT id, user_id
-FROM billing_accounts
-WHERE user_id IN :owner_ids;
+-- name: lock_owned_organizations
+-- FOR UPDATE: a billing account, member or project the platform adds to a reused organization
+-- meanwhile waits for the batch (a second billing account would conflict with the one moving in).
+WITH locked AS (
+    SELECT id, owner_id, name, label FROM organizations
+    WHERE owner_id IN :owner_ids ORDER BY id FOR UPDATE SKIP LOCKED
+), seen AS (
+    SELECT id, owner_id FROM organizations WHERE owner_id IN :owner_ids
+)
+SELECT COALESCE(l.id, s.id) AS id, COALESCE(l.owner_id, s.owner_id) AS owner_id, l.name, l.label,
+       l.id IS NOT NULL AS locked
+FROM seen s FULL JOIN locked l ON l.id = s.id
+ORDER BY 2, 1;
+
+-- name: project_environments
+-- One row per moving project that has environments: whether all of them are locked.
+SELECT project_id, TRUE AS locked
+FROM environments
+WHERE project_id IN :project_ids
+GROUP BY project_id;
+
+-- name: lock_project_environments
+-- FOR UPDATE: a new environment grant (a foreign key to the environment) waits for the batch.
+WITH locked AS (
+    SELECT id, project_id FROM environments WHERE project_id IN :project_ids ORDER BY id FOR UPDATE SKIP LOCKED
+), seen AS (
+    SELECT id, project_id FROM environments WHERE project_id IN :project_ids
+)
+SELECT COALESCE(l.project_id, s.project_id) AS project_id, bool_and(l.id IS NOT NULL) AS locked
+FROM seen s FULL JOIN locked l ON l.id = s.id
+GROUP BY 1;
+
+-- name: collaborators
+-- The users about to become members, if still active.
+SELECT id FROM users WHERE id IN :user_ids AND deleted_at IS NULL;
+
+-- name: lock_collaborators
+-- FOR SHARE: their soft deletion waits for the batch, while other batches and the platform's
+-- foreign-key inserts (FOR KEY SHARE) go on. One missing here (held, or deleted meanwhile) defers
+-- the owners who would add it.
+SELECT id FROM users WHERE id IN :user_ids AND deleted_at IS NULL ORDER BY id FOR SHARE SKIP LOCKED;
+
+-- name: limit_waits
+-- The batch's bounds, LOCAL to its transaction: a lock it must wait for (a unique name being
+-- inserted by another transaction) fails after `lock_timeout`, any statement after
+-- `statement_timeout`.
+SELECT set_config('lock_timeout', :lock_timeout, true), set_config('statement_timeout', :statement_timeout, true);
+
+-- name: limit_waits@sqlite
+-- Nothing: SQLite waits for its write lock up to the connection's busy timeout.
+
+-- name: sessions_waiting_on_us
+-- Platform sessions waiting on a lock this transaction holds, just before it commits: the
+-- health signal of a batch that held its locks too long.
+SELECT COUNT(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid));
+
+-- name: sessions_waiting_on_us@sqlite
+-- Nothing to ask: SQLite has one writer.
 
 -- name: organization_billing_accounts
 SELECT id, organization_id

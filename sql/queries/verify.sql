@@ -3,7 +3,9 @@
 
 -- name: verify_one_organization
 -- 1. the owner owns exactly one organization, the one recorded...
-SELECT r.owner_id, COUNT(o.id) AS organizations, MAX(CASE WHEN o.id = r.organization_id THEN 1 ELSE 0 END) AS recorded
+SELECT r.owner_id, COUNT(o.id) AS organizations, MAX(CASE WHEN o.id = r.organization_id THEN 1 ELSE 0 END) AS recorded,
+       MAX(CASE WHEN o.id <> r.organization_id THEN o.id END) AS other_id,
+       MAX(CASE WHEN o.id <> r.organization_id THEN o.created_at END) AS other_created_at
 FROM rollout_owners r
 LEFT JOIN organizations o ON o.owner_id = r.owner_id
 WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave)
@@ -25,17 +27,24 @@ HAVING COUNT(DISTINCT p.permission) < 4 OR COUNT(m.user_id) = 0
 ORDER BY r.owner_id;
 
 -- name: verify_projects_moved
--- 2. every non-deleted project of the owner is in that organization.
-SELECT r.owner_id, p.id AS project_id, p.organization_id
+-- 2. every non-deleted project of the owner is in that organization. `moved` says the job moved the
+-- project (someone moved it since); `created_at` and `migrated_at` date a project that came later.
+SELECT r.owner_id, p.id AS project_id, p.organization_id, p.created_at, r.migrated_at,
+       m.project_id IS NOT NULL AS moved
 FROM rollout_owners r
 JOIN projects p ON p.owner_id = r.owner_id AND p.status <> 'deleted'
+LEFT JOIN rollout_moved_projects m ON m.project_id = p.id AND m.owner_id = r.owner_id
 WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave)
   AND (p.organization_id IS NULL OR p.organization_id <> r.organization_id)
 ORDER BY r.owner_id, p.id;
 
 -- name: verify_members
--- 3. every non-deleted user with access to those projects is a member.
-SELECT DISTINCT r.owner_id, a.user_id, a.project_id
+-- 3. every non-deleted user with access to those projects is a member. `moved`: the job moved the
+-- project; `added`: the job made that user a member once (someone removed the membership since).
+SELECT DISTINCT r.owner_id, a.user_id, a.project_id,
+       EXISTS (SELECT 1 FROM rollout_moved_projects mp WHERE mp.project_id = a.project_id) AS moved,
+       EXISTS (SELECT 1 FROM rollout_added_members am
+               WHERE am.organization_id = r.organization_id AND am.user_id = a.user_id) AS added
 FROM rollout_owners r
 JOIN projects p ON p.owner_id = r.owner_id AND p.status <> 'deleted'
 JOIN (
@@ -49,8 +58,11 @@ WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave) A
 ORDER BY r.owner_id, a.user_id, a.project_id;
 
 -- name: verify_no_other_permissions
--- 4. no member other than the owner holds any permission.
-SELECT r.owner_id, mp.user_id, mp.permission
+-- 4. no member other than the owner holds any permission. `granted`: the job recorded granting it.
+SELECT r.owner_id, mp.user_id, mp.permission,
+       EXISTS (SELECT 1 FROM rollout_added_permissions ap
+               WHERE ap.organization_id = mp.organization_id AND ap.user_id = mp.user_id
+                 AND ap.permission = mp.permission) AS granted
 FROM rollout_owners r
 JOIN organization_member_permissions mp ON mp.organization_id = r.organization_id
 WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave) AND mp.user_id <> r.owner_id

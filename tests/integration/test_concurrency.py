@@ -12,8 +12,8 @@ from tests.support import Platform, run_wave, scalar
 
 
 def test_a_concurrent_change_of_ownership_waits_and_is_never_half_moved(engine: Engine) -> None:
-    """While the platform holds a project row (changing its owner), the batch waits for it; after the
-    change commits, the batch re-reads and moves only what the owner still owns."""
+    """While the platform holds a project row (changing its owner), the owner is deferred and the
+    run tries it again; after the change commits, it moves only what the owner still owns."""
     if engine.dialect.name != "postgresql":
         pytest.skip("row locks are PostgreSQL's; SQLite serialises whole transactions")
     with engine.begin() as conn:
@@ -29,7 +29,7 @@ def test_a_concurrent_change_of_ownership_waits_and_is_never_half_moved(engine: 
     worker = threading.Thread(target=lambda: result.update(summary=run_wave(engine)))
     worker.start()
     time.sleep(1.0)
-    assert worker.is_alive(), "the batch did not wait for the platform's lock"
+    assert worker.is_alive(), "the run did not wait for the platform's lock to try the owner again"
     tx.commit()
     platform.close()
     worker.join(timeout=60)

@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 import pytest
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import IntegrityError
 
 from rollout.clock import utcnow
 from rollout.engine import ledger
-from rollout.engine.states import TRANSITIONS, OwnerEvent, OwnerState
+from rollout.engine.states import TRANSITIONS, OwnerEvent, OwnerState, RunOutcome
 
 OWNER = 1
 
@@ -36,6 +37,10 @@ def fail(conn: Connection) -> None:
     ledger.record_failure(conn, owner_id=OWNER, wave="w", run_id="r", error="boom")
 
 
+def defer(conn: Connection) -> None:
+    ledger.record_deferred(conn, [OWNER], wave="w", run_id="r", now=utcnow())
+
+
 def roll_back(conn: Connection) -> None:
     ledger.record_rolled_back(conn, [OWNER], run_id="r")
 
@@ -44,6 +49,7 @@ EVENTS: dict[OwnerEvent, Callable[[Connection], None]] = {
     OwnerEvent.MIGRATE: migrate,
     OwnerEvent.BLOCK: block,
     OwnerEvent.FAIL: fail,
+    OwnerEvent.DEFER: defer,
     OwnerEvent.ROLL_BACK: roll_back,
 }
 
@@ -60,13 +66,13 @@ def put_in(conn: Connection, state: OwnerState | None) -> None:
         migrate(conn)
         roll_back(conn)
     else:
-        EVENTS[
-            {
-                OwnerState.MIGRATED: OwnerEvent.MIGRATE,
-                OwnerState.BLOCKED: OwnerEvent.BLOCK,
-                OwnerState.FAILED: OwnerEvent.FAIL,
-            }[state]
-        ](conn)
+        first = {
+            OwnerState.MIGRATED: OwnerEvent.MIGRATE,
+            OwnerState.BLOCKED: OwnerEvent.BLOCK,
+            OwnerState.FAILED: OwnerEvent.FAIL,
+            OwnerState.DEFERRED: OwnerEvent.DEFER,
+        }
+        EVENTS[first[state]](conn)
 
 
 @pytest.mark.parametrize(("before", "event"), sorted(TRANSITIONS, key=str))
@@ -78,3 +84,30 @@ def test_the_recorded_state_follows_the_transition_table(
         assert ledger.owner_states(conn, [OWNER]).get(OWNER) == before
         EVENTS[event](conn)
         assert ledger.owner_states(conn, [OWNER])[OWNER] is TRANSITIONS[(before, event)]
+
+
+def test_the_check_constraints_accept_exactly_the_enums(engine: Engine) -> None:
+    """The database (at the newest revision) takes every owner state and run outcome the code
+    has, and refuses any other word."""
+    now = utcnow()
+    with engine.begin() as conn:
+        for i, state in enumerate(OwnerState):
+            conn.execute(
+                text("INSERT INTO rollout_owners (owner_id, state, updated_at) VALUES (:o, :s, :now)"),
+                {"o": 100 + i, "s": state.value, "now": now},
+            )
+        for i, outcome in enumerate(RunOutcome):
+            conn.execute(
+                text(
+                    "INSERT INTO rollout_runs (id, mode, host, pid, started_at, heartbeat_at, outcome)"
+                    " VALUES (:i, 'wave', 'h', 1, :now, :now, :o)"
+                ),
+                {"i": f"r{i}", "now": now, "o": outcome.value},
+            )
+    for statement in (
+        "INSERT INTO rollout_owners (owner_id, state, updated_at) VALUES (1, 'done', :now)",
+        "INSERT INTO rollout_runs (id, mode, host, pid, started_at, heartbeat_at, outcome)"
+        " VALUES ('x', 'wave', 'h', 1, :now, :now, 'done')",
+    ):
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text(statement), {"now": now})

@@ -11,7 +11,13 @@ from psycopg import errors as pg
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from rollout.errors import ConcurrentChange
-from rollout.store.dialect import is_misconfigured, is_transient, is_unreachable
+from rollout.store.dialect import (
+    is_cancelled,
+    is_lock_timeout,
+    is_misconfigured,
+    is_transient,
+    is_unreachable,
+)
 from rollout.store.engine import retrying
 
 
@@ -29,7 +35,6 @@ def wrapped(orig: BaseException) -> DBAPIError:
     [
         pg.SerializationFailure("could not serialize access"),
         pg.DeadlockDetected("deadlock detected"),
-        pg.LockNotAvailable("canceling statement due to lock timeout"),
         pg.AdminShutdown("terminating connection due to administrator command"),
         psycopg.OperationalError("connection failed: Connection refused"),
         pg.UniqueViolation('duplicate key value violates unique constraint "organizations_name_key"'),
@@ -49,10 +54,22 @@ def test_transient_errors_are_retried(orig: BaseException) -> None:
         pg.RaiseException("injected failure for p3"),
         sqlite3.IntegrityError("FOREIGN KEY constraint failed"),
         psycopg.OperationalError('connection failed: FATAL:  database "nope" does not exist'),
+        # A lock timeout is not retried whole: the runner defers the owners instead.
+        pg.LockNotAvailable("canceling statement due to lock timeout"),
+        pg.QueryCanceled("canceling statement due to statement timeout"),
     ],
 )
 def test_other_errors_are_not(orig: BaseException) -> None:
     assert not is_transient(wrapped(orig))
+
+
+def test_lock_and_statement_timeouts_and_cancels_are_recognised() -> None:
+    """What makes the runner defer an owner, or stop a run whose stop signal cancelled a statement."""
+    assert is_lock_timeout(wrapped(pg.LockNotAvailable("canceling statement due to lock timeout")))
+    assert is_cancelled(wrapped(pg.QueryCanceled("canceling statement due to user request")))
+    assert is_cancelled(wrapped(sqlite3.OperationalError("interrupted")))
+    assert not is_lock_timeout(wrapped(pg.DeadlockDetected("deadlock detected")))
+    assert not is_cancelled(wrapped(sqlite3.OperationalError("database is locked")))
 
 
 def test_a_server_that_refuses_the_credentials_is_misconfigured_not_unreachable() -> None:

@@ -36,10 +36,19 @@ def test_rows_are_unnest_of_arrays_on_postgresql_and_a_row_of_parameters_on_sqli
 
 def test_a_dialect_variant_replaces_the_statement_and_an_empty_one_is_a_no_op() -> None:
     """`NAME@sqlite` is used on SQLite only; an empty variant means nothing to run there."""
-    assert "FOR UPDATE" in source("lock_projects", "postgresql")
-    assert "FOR UPDATE" not in source("lock_projects", "sqlite")
-    assert query("limit_lock_wait", "sqlite") is None
-    assert query("limit_lock_wait", "postgresql") is not None
+    assert "pg_blocking_pids" in source("sessions_waiting_on_us", "postgresql")
+    assert query("sessions_waiting_on_us", "sqlite") is None
+    assert query("limit_waits", "sqlite") is None
+    assert query("limit_waits", "postgresql") is not None
+
+
+def test_every_locking_read_has_its_plain_twin() -> None:
+    """`lock_X` (PostgreSQL, SKIP LOCKED) and `X` (the dry run, SQLite) return the same columns."""
+    locking = [n for n in statement_names() if n.startswith("lock_")]
+    assert len(locking) >= 6
+    for name in locking:
+        assert "SKIP LOCKED" in source(name, "postgresql"), name
+        assert name.removeprefix("lock_") in statement_names(), name
 
 
 def test_comments_never_become_parameters() -> None:

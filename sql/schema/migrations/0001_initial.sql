@@ -1,5 +1,7 @@
--- The job's own tables (docs/data-model.md). They live beside the platform tables so that an owner's
--- migration and its checkpoint commit in one transaction. Every statement is idempotent.
+-- Revision 0001: the job's own tables as the first release made them (docs/data-model.md). They
+-- live beside the platform tables so that an owner's migration and its checkpoint commit in one
+-- transaction. Every statement is idempotent: a database made by that release is stamped 0001 and
+-- upgraded from there.
 
 CREATE TABLE IF NOT EXISTS rollout_meta (
     key   TEXT PRIMARY KEY,

@@ -1,0 +1,127 @@
+"""The reads of one batch, after the lock protocol (docs/migrating-an-owner.md, "Concurrency").
+
+With `lock`, on PostgreSQL, every row whose concurrent change would make the batch's writes wrong is
+locked without waiting, in one global order: the owners' user rows, their legacy projects, their
+billing accounts, their organizations, the moving projects' environments, then the collaborators
+about to become members. An owner with any such row held by another transaction is *deferred*: left
+out of this batch, untouched, and tried again later. Everything is read from the locked rows, so
+nothing the batch decides on can change before it commits. Without `lock` (the dry run) and on
+SQLite (whose batch holds the database's write lock from its first read) the same reads run plain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from rollout.engine import ledger
+from rollout.store import dialect, queries
+
+
+@dataclass(frozen=True)
+class Owner:
+    id: int
+    username: str
+    display_name: str | None
+    deleted: bool
+
+
+@dataclass
+class BatchRead:
+    """What a batch read, for the owners it holds; `deferred` are the others."""
+
+    users: dict[int, Owner] = field(default_factory=dict)
+    projects: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    billing: dict[int, int] = field(default_factory=dict)
+    organizations: dict[int, list[Any]] = field(default_factory=lambda: defaultdict(list))
+    billed_organizations: set[int] = field(default_factory=set)  # of single organizations read
+    recorded: dict[int, int] = field(default_factory=dict)  # migrated owner -> recorded organization
+    moved_in_place: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
+    deferred: set[int] = field(default_factory=set)
+    usernames: dict[int, str] = field(default_factory=dict)  # of every owner, deferred ones included
+    lock_seconds: float = 0.0
+
+    def holds(self, owner_id: int) -> bool:
+        return owner_id in self.users and owner_id not in self.deferred
+
+
+class Reader:
+    """Runs a batch's reads, locking when asked and possible, and times the locking ones."""
+
+    def __init__(self, conn: Connection, *, lock: bool) -> None:
+        self.conn = conn
+        self.lock = lock and dialect.has_row_locks(conn)
+        self.lock_seconds = 0.0
+
+    def rows(self, name: str, /, *, plain: bool = False, **params: Any) -> Sequence[Row[Any]]:
+        """`name`, or its locking twin `lock_<name>` (unless `plain`); nothing to ask when a list
+        parameter is empty."""
+        if any(isinstance(v, list) and not v for v in params.values()):
+            return []
+        if plain or not self.lock:
+            return queries.rows(self.conn, name, **params)
+        started = time.monotonic()
+        try:
+            return queries.rows(self.conn, f"lock_{name}", **params)
+        finally:
+            self.lock_seconds += time.monotonic() - started
+
+
+def read_owners(reader: Reader, owner_ids: Sequence[int]) -> BatchRead:
+    """Locks and reads the owners' users, legacy projects, billing accounts and organizations."""
+    read = BatchRead()
+    for row in reader.rows("owner_users", owner_ids=list(owner_ids)):
+        read.usernames[row.id] = row.username
+        if not row.locked:
+            read.deferred.add(row.id)
+        else:
+            read.users[row.id] = Owner(row.id, row.username, row.display_name, bool(row.deleted))
+    held = [o for o in owner_ids if o in read.users]
+    for row in reader.rows("legacy_projects", owner_ids=held):
+        if row.locked:
+            read.projects[row.owner_id].append(row.id)
+        else:
+            read.deferred.add(row.owner_id)
+    for row in reader.rows("owner_billing_accounts", owner_ids=held):
+        if row.locked:
+            read.billing[row.user_id] = row.id
+        else:
+            read.deferred.add(row.user_id)
+    for row in reader.rows("owned_organizations", owner_ids=held):
+        if row.locked:
+            read.organizations[row.owner_id].append(row)
+        else:
+            read.deferred.add(row.owner_id)
+    held = [o for o in held if o not in read.deferred]
+    single = [orgs[0].id for owner, orgs in read.organizations.items() if len(orgs) == 1 and owner in held]
+    read.billed_organizations = {
+        r.organization_id
+        for r in reader.rows("organization_billing_accounts", organization_ids=single, plain=True)
+    }
+    if held:
+        read.recorded = {r.owner_id: r.organization_id for r in ledger.migrated_owners_of(reader.conn, held)}
+        for r in ledger.moved_projects_in_place(reader.conn, list(read.recorded)):
+            read.moved_in_place[r.owner_id].append(r.project_id)
+    read.lock_seconds = reader.lock_seconds
+    return read
+
+
+def held_environments(reader: Reader, projects: Iterable[str]) -> set[str]:
+    """Of these projects, those with an environment another transaction holds."""
+    return {
+        row.project_id
+        for row in reader.rows("project_environments", project_ids=list(projects))
+        if not row.locked
+    }
+
+
+def missing_collaborators(reader: Reader, user_ids: Iterable[int]) -> set[int]:
+    """Of these users, those that cannot be locked as active members-to-be (held, or deleted meanwhile)."""
+    wanted = sorted(set(user_ids))
+    got = {row.id for row in reader.rows("collaborators", user_ids=wanted)}
+    return set(wanted) - got

@@ -1,0 +1,31 @@
+-- Revision 0002: living beside a busy platform. Owners whose rows another transaction holds are
+-- deferred (a state); runs record deferred owners, the time they spent throttled, and a new outcome
+-- for a run that stayed throttled too long; every batch is recorded.
+
+ALTER TABLE rollout_runs DROP CONSTRAINT rollout_runs_outcome_check;
+ALTER TABLE rollout_runs ADD CONSTRAINT rollout_runs_outcome_check CHECK (outcome IN ('succeeded', 'failed', 'interrupted', 'halted', 'abandoned', 'crashed', 'throttled'));
+ALTER TABLE rollout_runs ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollout_runs ADD COLUMN throttled_seconds DOUBLE PRECISION NOT NULL DEFAULT 0;
+
+ALTER TABLE rollout_owners DROP CONSTRAINT rollout_owners_state_check;
+ALTER TABLE rollout_owners ADD CONSTRAINT rollout_owners_state_check CHECK (state IN ('pending', 'migrated', 'failed', 'blocked', 'rolled-back', 'deferred'));
+
+-- One row per batch of a run: what it did and how long it held its locks; the adaptive batch size,
+-- `status`'s time-left estimate and the metrics read it.
+CREATE TABLE rollout_batches (
+    run_id            TEXT NOT NULL,
+    seq               INTEGER NOT NULL,
+    started_at        TIMESTAMPTZ NOT NULL,
+    size              INTEGER NOT NULL,
+    duration_seconds  DOUBLE PRECISION NOT NULL,
+    lock_seconds      DOUBLE PRECISION NOT NULL,
+    migrated          INTEGER NOT NULL,
+    deferred          INTEGER NOT NULL,
+    failed            INTEGER NOT NULL,
+    blocked           INTEGER NOT NULL,
+    throttled_seconds DOUBLE PRECISION NOT NULL,
+    waiting_sessions  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+
+CREATE INDEX rollout_batches_started_at_idx ON rollout_batches (started_at);

@@ -38,6 +38,7 @@ class RunCounts:
     drifted: int = 0
     batches: int = 0
     deferred: int = 0  # owners still deferred (another transaction held their rows)
+    swept: int = 0  # owners migrated before whose late platform writes this run applied the rules to
     throttled_seconds: float = 0.0
 
 

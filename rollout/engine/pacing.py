@@ -16,6 +16,7 @@ from rollout.store import queries
 
 GROWTH = 1.2  # at most this much bigger per batch: grow carefully, shrink at once
 SMOOTHING = 0.3  # weight of the newest batch in the per-owner time
+CONTENTION_PAUSE = 0.5  # after a batch that made sessions wait: this share of its duration, lock-free
 
 
 @dataclass
@@ -47,7 +48,7 @@ class BatchSizer:
         # A batch that overran shrinks the next one at once, whatever the average says.
         per_owner = max(self.per_owner_seconds, sample if seconds > self.target_seconds else 0.0)
         wanted = int(self.target_seconds / per_owner)
-        self.size = max(self.smallest, min(self.largest, wanted, int(self.size * GROWTH) or 1))
+        self.size = max(self.smallest, min(self.largest, wanted, max(self.size + 1, int(self.size * GROWTH))))
         return self.size
 
     def shrink(self) -> int:
@@ -74,9 +75,10 @@ def pause_for_rate(owners_done: int, elapsed_seconds: float, max_per_second: flo
 class HealthProbe:
     """The database's health signals, read between batches.
 
-    Red when a standby's replay lag exceeds `max_replication_lag`, when the last batch saw more than
-    `max_waiting_sessions` platform sessions waiting on its locks just before it committed, or when
-    the operator's `health_query` does not return true (an error counts as red). The lag is read by
+    Red when a standby's replay lag exceeds `max_replication_lag`, or when the operator's
+    `health_query` does not return true (an error counts as red); and, for one pause, when the last
+    batch saw more than `max_waiting_sessions` platform sessions waiting on its locks just before it
+    committed. The lag is read by
     the caller with the rest of what it reads between batches; the health query runs here, in a
     read-only transaction of its own.
     """
@@ -87,10 +89,16 @@ class HealthProbe:
         self.settings = settings
         self.transaction = transaction
 
-    def check(self, waiting_sessions: int, replication_lag: object) -> Health:
+    def contention(self, waiting_sessions: int) -> Health:
+        """Whether the last batch made more platform sessions wait than allowed. The batch has
+        committed since, so the run pauses a moment (a lock-free window) rather than backing off."""
         limit = self.settings.max_waiting_sessions
         if limit is not None and waiting_sessions > limit:
             return Health(True, f"{waiting_sessions} platform sessions waited on the last batch's locks")
+        return Health(False)
+
+    def check(self, replication_lag: object) -> Health:
+        """The lasting signals: replication lag and the operator's health query."""
         seconds = float(replication_lag) if isinstance(replication_lag, int | float | Decimal) else None
         allowed = self.settings.max_replication_lag
         if allowed is not None and seconds is not None and seconds > allowed.total_seconds():

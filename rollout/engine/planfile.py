@@ -248,11 +248,16 @@ def _settings(path: Path, table: object) -> RolloutSettings:
             "max_throttle", _bounded_duration(timedelta(seconds=1), timedelta(days=1)), d.max_throttle
         ),
     )
-    smallest, largest = settings.batch_bounds
     if settings.min_batch_size is not None and settings.min_batch_size > settings.batch_size:
-        section.fail("min_batch_size", f"must be at most batch_size ({settings.batch_size}), got {smallest}")
+        section.fail(
+            "min_batch_size",
+            f"must be at most batch_size ({settings.batch_size}), got {settings.min_batch_size}",
+        )
     if settings.max_batch_size is not None and settings.max_batch_size < settings.batch_size:
-        section.fail("max_batch_size", f"must be at least batch_size ({settings.batch_size}), got {largest}")
+        section.fail(
+            "max_batch_size",
+            f"must be at least batch_size ({settings.batch_size}), got {settings.max_batch_size}",
+        )
     return settings
 
 

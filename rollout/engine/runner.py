@@ -25,7 +25,7 @@ from rollout.engine import ledger
 from rollout.engine.batches import isolate
 from rollout.engine.changes import BatchChanges, Drift
 from rollout.engine.migration import Applied, apply_batch, compute_batch
-from rollout.engine.pacing import BatchSizer, HealthProbe, pause_for_rate
+from rollout.engine.pacing import CONTENTION_PAUSE, BatchSizer, HealthProbe, pause_for_rate
 from rollout.engine.signals import Aborted, StopSignals
 from rollout.engine.states import RunMode, RunOutcome, StopReason, run_outcome
 from rollout.engine.waveplan import RolloutSettings
@@ -145,6 +145,7 @@ class Runner:
         self._started = 0.0
         self._throttled_before_batch = 0.0
         self._last_waiting = 0
+        self._last_batch_seconds = 0.0
         self._between: tuple[bool, object] = (False, None)  # paused, replication lag after a batch
 
     # -- the run
@@ -203,7 +204,7 @@ class Runner:
 
     def _phases(self, owner_ids: Iterable[int]) -> StopReason | None:
         limited = owner_ids if self.limits.max_owners is None else islice(owner_ids, self.limits.max_owners)
-        stopped = self._phase(limited)
+        stopped = self._phase(limited, sweeping=self.mode is RunMode.SWEEP)
         if stopped is None and self.deferred:
             stopped = self._retry_deferred()
         if stopped is None and self.sweep is not None and not self._cut_short(owner_ids):
@@ -257,12 +258,13 @@ class Runner:
         stats = _BatchStats(utcnow())
         isolate(
             owner_ids,
-            lambda ids: self._commit(ids, stats),
+            lambda ids: self._commit(ids, stats, sweeping),
             self._fail_or_defer,
             passthrough=(DatabaseUnavailable, Aborted, _BudgetSpent),
             split=lambda size, exc: log.warning("batch.split", owners=size, error=describe(exc)),
         )
         duration = time.monotonic() - started
+        self._last_batch_seconds = duration
         self.sizer.observe(len(owner_ids), duration)
         self._seq += 1
         record = ledger.BatchRecord(
@@ -293,11 +295,11 @@ class Runner:
         ledger.record_batch(conn, record)
         return self._read_between(conn)
 
-    def _commit(self, owner_ids: Sequence[int], stats: _BatchStats) -> None:
+    def _commit(self, owner_ids: Sequence[int], stats: _BatchStats, sweeping: bool) -> None:
         started = time.monotonic()
         try:
             applied, counts, drifted, changes, waiting = transaction(
-                self.engine, lambda conn: self._migrate(conn, owner_ids), interrupt=self._stopping
+                self.engine, lambda conn: self._migrate(conn, owner_ids, sweeping), interrupt=self._stopping
             )
         except Exception as exc:
             if self.stop.requested and dialect.is_cancelled(exc):
@@ -326,7 +328,7 @@ class Runner:
         )
 
     def _migrate(
-        self, conn: Connection, owner_ids: Sequence[int]
+        self, conn: Connection, owner_ids: Sequence[int], sweeping: bool
     ) -> tuple[Applied, ledger.RunCounts, list[Drift], BatchChanges, int]:
         self._active = conn.connection.driver_connection
         try:
@@ -349,12 +351,14 @@ class Runner:
             applied = apply_batch(conn, changes, run_id=self.run_id, wave=self.wave, now=utcnow())
             waiting = int(queries.scalar(conn, "sessions_waiting_on_us") or 0)
             # Counted only once the work is in the transaction; a retry recomputes from the same base.
+            # A swept owner was migrated before: counted apart, so that `migrated` counts owners.
             counts = dataclasses.replace(
                 self.counts,
                 batches=self.counts.batches + 1,
-                attempted=self.counts.attempted + applied.migrated + applied.blocked,
-                migrated=self.counts.migrated + applied.migrated,
-                blocked=self.counts.blocked + applied.blocked,
+                attempted=self.counts.attempted + (0 if sweeping else applied.migrated + applied.blocked),
+                migrated=self.counts.migrated + (0 if sweeping else applied.migrated),
+                swept=self.counts.swept + (applied.migrated if sweeping else 0),
+                blocked=self.counts.blocked + (0 if sweeping else applied.blocked),
                 drifted=self.counts.drifted + len(drifted),
             )
             ledger.heartbeat(conn, self.run_id, counts)
@@ -365,6 +369,8 @@ class Runner:
             self._active = None
 
     def _read_between(self, conn: Connection) -> tuple[bool, object]:
+        """Between batches (and while throttled): the heartbeat, the pause switch, the lag."""
+        ledger.heartbeat(conn, self.run_id, self.counts)
         return ledger.control(conn).paused, queries.scalar(conn, "replication_lag")
 
     def _cancel_active(self) -> None:
@@ -435,14 +441,16 @@ class Runner:
         )
         if rate_pause > 0:
             self._throttle("max_owners_per_second", rate_pause)
+        contention = self.probe.contention(self._last_waiting)
+        if contention.red:
+            self._throttle(
+                contention.reason or "contention", max(0.1, CONTENTION_PAUSE * self._last_batch_seconds)
+            )
         pause = 1.0
         while True:
-            health = self.probe.check(self._last_waiting, self._between[1])
+            health = self.probe.check(self._between[1])
             if not health.red:
                 return None
-            if self._last_waiting:
-                self.sizer.shrink()
-            self._last_waiting = 0  # that signal was about the last batch only
             if self.counts.throttled_seconds >= self.settings.max_throttle.total_seconds():
                 log.error("run.throttled_too_long", throttled_s=round(self.counts.throttled_seconds, 1))
                 return StopReason.THROTTLED

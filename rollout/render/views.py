@@ -21,6 +21,7 @@ def run_line(summary: RunSummary) -> str:
         f"run {summary.run_id}: {summary.outcome}: {c.migrated} migrated, {c.blocked} blocked, "
         f"{c.failed} failed"
         + (f", {c.deferred} deferred" if c.deferred else "")
+        + (f", {c.swept} swept" if c.swept else "")
         + (f", {c.drifted} drifted" if c.drifted else "")
         + f" in {c.batches} batches"
         + (f", throttled {c.throttled_seconds:.0f} s" if c.throttled_seconds >= 1 else "")

@@ -78,6 +78,11 @@ def check_schema(engine: Engine) -> None:
         )
     if revision is None:
         raise SchemaNotInitialised("the job's tables are missing; run `rollout db init`")
+    if revision not in schema_version.known():
+        raise SchemaNotInitialised(
+            f"the job's tables are at revision {revision}, newer than this release knows"
+            f" ({schema_version.head()}): run a newer rollout"
+        )
     if revision != schema_version.head():
         raise SchemaNotInitialised(
             f"the job's tables are at revision {revision}, this release needs {schema_version.head()}: "

@@ -37,6 +37,11 @@ def head() -> str:
     return revision
 
 
+def known() -> frozenset[str]:
+    """Every revision this release knows."""
+    return frozenset(r.revision for r in ScriptDirectory.from_config(_config()).walk_revisions())
+
+
 def current(conn: Connection) -> str | None:
     """The database's revision; None when it has none of the job's tables."""
     tables = set(inspect(conn).get_table_names())

@@ -126,14 +126,14 @@ VALUES (:id, :mode, :wave, :host, :pid, :now, :now);
 UPDATE rollout_runs
 SET heartbeat_at = :now, attempted = :attempted, migrated = :migrated, failed = :failed,
     blocked = :blocked, drifted = :drifted, batches = :batches, deferred = :deferred,
-    throttled_seconds = :throttled_seconds
+    swept = :swept, throttled_seconds = :throttled_seconds
 WHERE id = :id;
 
 -- name: finish_run
 UPDATE rollout_runs
 SET heartbeat_at = :now, finished_at = :now, outcome = :outcome, attempted = :attempted,
     migrated = :migrated, failed = :failed, blocked = :blocked, drifted = :drifted, batches = :batches,
-    deferred = :deferred, throttled_seconds = :throttled_seconds, message = :message
+    deferred = :deferred, swept = :swept, throttled_seconds = :throttled_seconds, message = :message
 WHERE id = :id;
 
 -- name: abandon_stale_runs
@@ -145,7 +145,7 @@ WHERE finished_at IS NULL AND heartbeat_at < :stale_before;
 
 -- name: recent_runs
 SELECT id, mode, wave, host, pid, started_at, heartbeat_at, finished_at, outcome,
-       attempted, migrated, failed, blocked, drifted, deferred, batches, throttled_seconds, message
+       attempted, migrated, failed, blocked, drifted, deferred, swept, batches, throttled_seconds, message
 FROM rollout_runs
 ORDER BY started_at DESC
 LIMIT :limit;

@@ -3,13 +3,16 @@
 
 -- name: verify_one_organization
 -- 1. the owner owns exactly one organization, the one recorded...
+-- `other_id` and `other_created_at` are the newest other organization's.
 SELECT r.owner_id, COUNT(o.id) AS organizations, MAX(CASE WHEN o.id = r.organization_id THEN 1 ELSE 0 END) AS recorded,
-       MAX(CASE WHEN o.id <> r.organization_id THEN o.id END) AS other_id,
-       MAX(CASE WHEN o.id <> r.organization_id THEN o.created_at END) AS other_created_at
+       (SELECT x.id FROM organizations x WHERE x.owner_id = r.owner_id AND x.id <> r.organization_id
+        ORDER BY x.created_at DESC, x.id DESC LIMIT 1) AS other_id,
+       (SELECT x.created_at FROM organizations x WHERE x.owner_id = r.owner_id AND x.id <> r.organization_id
+        ORDER BY x.created_at DESC, x.id DESC LIMIT 1) AS other_created_at
 FROM rollout_owners r
 LEFT JOIN organizations o ON o.owner_id = r.owner_id
 WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave)
-GROUP BY r.owner_id
+GROUP BY r.owner_id, r.organization_id
 HAVING COUNT(o.id) <> 1 OR MAX(CASE WHEN o.id = r.organization_id THEN 1 ELSE 0 END) = 0
 ORDER BY r.owner_id;
 

@@ -1,8 +1,11 @@
-"""`make bench`: the job's speed measured on PostgreSQL.
+"""`make bench`: the job's speed, and its manners beside a busy platform, measured on PostgreSQL.
 
-Seeds BENCH_OWNERS legacy owners (default 100 000) once, clones the database twice, then times
-(a) the set-based SQL yardstick in tests/bench/baseline.sql, one transaction, and (b) `rollout run`
-of a 100 % wave as a subprocess, with its peak memory. Prints the figures and the ratio.
+Sections (BENCH_SECTIONS, default both):
+- `standard`: seeds BENCH_OWNERS legacy owners (default 100 000) once, then times (a) the set-based
+  SQL yardstick in tests/bench/baseline.sql, one transaction, and (b) `rollout run` of a 100 % wave
+  as a subprocess, with its peak memory; prints the figures and the ratio.
+- `live`: seeds BENCH_LIVE_OWNERS (default 20 000) and measures the run beside a platform load
+  generator (tests/bench/live.py).
 """
 
 from __future__ import annotations
@@ -14,20 +17,25 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL, make_url
 
 from rollout.seed import seed
 from rollout.store.engine import make_engine
 from rollout.store.schema import init_schema
+from tests.bench import live
 
 SERVER = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 OWNERS = int(os.environ.get("BENCH_OWNERS", "100000"))
+LIVE_OWNERS = int(os.environ.get("BENCH_LIVE_OWNERS", "20000"))
 BATCH = os.environ.get("BENCH_BATCH_SIZE", "500")
+SECTIONS = os.environ.get("BENCH_SECTIONS", "standard,live").split(",")
 
 
 def projects_in_organizations(url: str) -> int:
@@ -43,11 +51,11 @@ def projects_in_organizations(url: str) -> int:
         engine.dispose()
 
 
-def main() -> int:
-    server = make_url(SERVER).set(drivername="postgresql+psycopg")
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+@contextmanager
+def databases(admin: Engine, server: URL, owners: int, copies: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """`owners` seeded once (seed 1) and analysed, then one copy per name; all dropped afterwards."""
     tag = uuid.uuid4().hex[:8]
-    names = {k: f"bench_{k}_{tag}" for k in ("seed", "baseline", "rollout")}
+    names = {k: f"bench_{k}_{tag}" for k in ("seed", *copies)}
     url = {k: server.set(database=v).render_as_string(hide_password=False) for k, v in names.items()}
     try:
         with admin.connect() as conn:
@@ -55,16 +63,51 @@ def main() -> int:
         engine = make_engine(url["seed"])
         init_schema(engine, platform=True)
         started = time.perf_counter()
-        summary = seed(engine, OWNERS, 1)
-        print(f"seed: {OWNERS} owners in {time.perf_counter() - started:.1f} s")
+        summary = seed(engine, owners, 1)
+        print(f"seed: {owners} owners in {time.perf_counter() - started:.1f} s")
         print(f"  {summary}")
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
         engine.dispose()
         with admin.connect() as conn:
-            for k in ("baseline", "rollout"):
+            for k in copies:
                 conn.execute(text(f'CREATE DATABASE "{names[k]}" TEMPLATE "{names["seed"]}"'))
+        yield url
+    finally:
+        with admin.connect() as conn:
+            for name in names.values():
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
+
+def timed_run(url: str, plan: Path) -> tuple[float, subprocess.CompletedProcess[str], object]:
+    """`rollout run --wave everyone` in a subprocess: seconds, the result, its peak RSS in MB."""
+    started = time.perf_counter()
+    command = [
+        sys.executable,
+        "-m",
+        "rollout",
+        "--database-url",
+        url,
+        "--plan",
+        str(plan),
+        "--log-format",
+        "json",
+    ]
+    result = subprocess.run(
+        [*command, "run", "--wave", "everyone"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    took = time.perf_counter() - started
+    # The run reports its own peak (VmHWM); a child's rusage would include this process, from which
+    # it was forked.
+    finished = [json.loads(line) for line in result.stderr.splitlines() if '"run.finished"' in line]
+    return took, result, finished[-1].get("peak_rss_mb") if finished else None
+
+
+def standard(admin: Engine, server: URL, plan: Path) -> None:
+    with databases(admin, server, OWNERS, ("baseline", "rollout")) as url:
         baseline = create_engine(url["baseline"])
         statements = [
             s
@@ -77,54 +120,45 @@ def main() -> int:
                 conn.exec_driver_sql(statement)
         baseline_s = time.perf_counter() - started
         baseline.dispose()
-        moved_baseline = projects_in_organizations(url["baseline"])
         print(f"baseline (set-based SQL, one transaction): {baseline_s:.1f} s")
+        rollout_s, result, peak_mb = timed_run(url["rollout"], plan)
+        print(
+            f"rollout run --wave everyone (batch {BATCH}): {rollout_s:.1f} s, peak RSS {peak_mb} MB, exit {result.returncode}"
+        )
+        print(f"  {result.stdout.strip()}")
+        if result.returncode not in (0, 1):
+            print(result.stderr[-3000:])
+        print(
+            f"projects in organizations: baseline {projects_in_organizations(url['baseline'])},"
+            f" rollout {projects_in_organizations(url['rollout'])}"
+        )
+        print(f"ratio rollout / baseline: {rollout_s / baseline_s:.2f} (at most 2.00 asked)")
 
+
+def live_platform(admin: Engine, server: URL, plan: Path) -> None:
+    with databases(admin, server, LIVE_OWNERS, ("quiet", "loaded", "held")) as url:
+        quiet_s, result, _ = timed_run(url["quiet"], plan)
+        print(f"\nunloaded run of {LIVE_OWNERS} owners: {quiet_s:.1f} s, exit {result.returncode}")
+        live.run(url, plan, LIVE_OWNERS)
+        print(f"  (the held run is asked to finish within the unloaded time + 60 s: {quiet_s + 60:.0f} s)")
+        live.stop_during_lock_wait(url["held"], plan.parent)
+
+
+def main() -> int:
+    server = make_url(SERVER).set(drivername="postgresql+psycopg")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
         with tempfile.TemporaryDirectory() as tmp:
             plan = Path(tmp) / "bench.toml"
             plan.write_text(
                 f'[rollout]\nbatch_size = {BATCH}\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
             )
-            started = time.perf_counter()
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "rollout",
-                    "--database-url",
-                    url["rollout"],
-                    "--plan",
-                    str(plan),
-                    "--log-format",
-                    "json",
-                    "run",
-                    "--wave",
-                    "everyone",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            rollout_s = time.perf_counter() - started
-        # The run reports its own peak (VmHWM); a child's rusage would include this process, from
-        # which it was forked.
-        finished = [json.loads(line) for line in result.stderr.splitlines() if '"run.finished"' in line]
-        peak_mb = finished[-1].get("peak_rss_mb") if finished else None
-        print(
-            f"rollout run --wave everyone (batch {BATCH}): {rollout_s:.1f} s, peak RSS {peak_mb} MB,"
-            f" exit {result.returncode}"
-        )
-        print(f"  {result.stdout.strip()}")
-        if result.returncode not in (0, 1):
-            print(result.stderr[-3000:])
-        moved_rollout = projects_in_organizations(url["rollout"])
-        print(f"projects in organizations: baseline {moved_baseline}, rollout {moved_rollout}")
-        print(f"ratio rollout / baseline: {rollout_s / baseline_s:.2f} (at most 2.00 asked)")
+            if "standard" in SECTIONS:
+                standard(admin, server, plan)
+            if "live" in SECTIONS:
+                live_platform(admin, server, plan)
         return 0
     finally:
-        with admin.connect() as conn:
-            for name in names.values():
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

@@ -107,9 +107,10 @@ def test_excludes_only_the_excluded_owners() -> None:
 
 
 def test_the_shipped_plan_loads() -> None:
-    """Jobs/waves.toml is valid: canary, then 1, 10, 50 and 100 % with growing soak times."""
+    """`jobs/waves.toml` is valid: canary, then 1, 10, 50 and 100 % with growing soak times; its
+    settings are the defaults, but for batch sizes that may grow from 500 to 2000."""
     plan = load_plan(SHIPPED_PLAN)
-    assert plan.settings == RolloutSettings()
+    assert plan.settings == RolloutSettings(min_batch_size=50, max_batch_size=2000)
     assert plan.wave_names == ("canary", "one-percent", "ten-percent", "fifty-percent", "everyone")
     canary = plan.wave("canary")
     assert canary.owners == (1, 2, 3, 42, 1001)

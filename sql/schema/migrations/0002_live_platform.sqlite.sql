@@ -19,6 +19,7 @@ CREATE TABLE rollout_runs_0002 (
     batches           INTEGER NOT NULL DEFAULT 0,
     message           TEXT NULL,
     deferred          INTEGER NOT NULL DEFAULT 0,
+    swept             INTEGER NOT NULL DEFAULT 0,
     throttled_seconds DOUBLE PRECISION NOT NULL DEFAULT 0
 );
 INSERT INTO rollout_runs_0002 (id, mode, wave, host, pid, started_at, heartbeat_at, finished_at, outcome,

@@ -19,6 +19,10 @@ class SchemaNotInitialised(UsageError):
     """The job's tables (or the platform's) are missing: run `rollout db init`."""
 
 
+class PermissionDenied(UsageError):
+    """The database role lacks a privilege the job needs (`rollout db grants` lists them)."""
+
+
 class LockHeld(RolloutError):
     """Another `run --auto` holds the rollout lock."""
 

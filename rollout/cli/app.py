@@ -3,12 +3,14 @@ one line on stderr and its exit code."""
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import click
 import structlog
@@ -39,9 +41,10 @@ class Options:
     run_id: str
     verbose: bool
 
-    def engine(self, *, check: bool = True) -> Engine:
-        """The database's engine; with `check`, refuses a database without the tables (exit 2)."""
-        engine = make_engine(self.database_url)
+    def engine(self, *, check: bool = True, read_only: bool = False) -> Engine:
+        """The database's engine; with `check`, refuses a database without the tables (exit 2).
+        `read_only` for the commands that only read (a SQLite file is opened read-only)."""
+        engine = make_engine(self.database_url, read_only=read_only)
         if check:
             check_schema(engine)
         return engine
@@ -74,7 +77,11 @@ def duration(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
 
 
 def safe_url(engine: Engine) -> str:
-    return str(engine.url.render_as_string(hide_password=True))
+    """The database as a report may show it: no password, and a SQLite file by its path."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and (url.database or "").startswith("file:"):
+        return f"sqlite:///{unquote((url.database or '')[5:].split('?', 1)[0])}"
+    return str(url.render_as_string(hide_password=True))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -125,6 +132,10 @@ def main(argv: list[str] | None = None) -> None:
             code: Any = cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except BrokenPipeError:
+        # The reader went away (`rollout plan | head`): what it wanted it got.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = exits.OK
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("rollout: interrupted", err=True)
         code = exits.INTERRUPTED

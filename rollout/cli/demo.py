@@ -41,7 +41,7 @@ def demo(ctx: click.Context, owners: int, seed_value: int, wave: str) -> int:
     report = verify(engine)
     click.echo(render_verify(report, "table"))
     click.echo(
-        f"\nThe demo database is {engine.url.render_as_string()}; every command works on it, e.g. "
+        f"\nThe demo database is {engine.url.render_as_string(hide_password=True)}; every command works on it, e.g. "
         "`rollout status` or `rollout run --wave fifty-percent`."
     )
     return max(exits.for_run(result.summary), exits.OK if report.ok else exits.FAILED)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rollout.engine.runner import RunSummary
-from rollout.engine.states import RunOutcome
+from rollout.engine.states import RunOutcome, StopReason
 from rollout.errors import DatabaseUnavailable, Halted, LockHeld, RolloutError, UsageError
 
 OK = 0
@@ -29,7 +29,10 @@ def for_error(exc: RolloutError) -> int:
 
 
 def for_run(summary: RunSummary) -> int:
-    """A halted run is 4; one where owners failed or drifted is 1; else 0 (an interruption included)."""
+    """A halted run is 4; one that lost the `--auto` lease 3; one where owners failed or drifted
+    is 1; else 0 (an interruption included)."""
     if summary.outcome is RunOutcome.HALTED:
         return HALTED
+    if summary.stopped_by is StopReason.LEASE_LOST:
+        return LOCK_HELD
     return FAILED if summary.counts.failed or summary.counts.drifted else OK

@@ -18,7 +18,7 @@ def status(ctx: click.Context, fmt: str) -> int:
     """Per wave: selected, migrated, failed, blocked, remaining; the pause switch; recent runs."""
     opts = options(ctx)
     plan = opts.plan()
-    click.echo(render_status(read_status(opts.engine(), plan), fmt))
+    click.echo(render_status(read_status(opts.engine(read_only=True), plan), fmt))
     return exits.OK
 
 
@@ -29,8 +29,8 @@ def status(ctx: click.Context, fmt: str) -> int:
 def verify(ctx: click.Context, wave: str | None, fmt: str) -> int:
     """Check the invariants for every migrated owner; exit 1 on any violation."""
     opts = options(ctx)
-    if wave is not None:
-        opts.plan().wave(wave)
-    report = run_verify(opts.engine(), wave)
+    plan = opts.plan()
+    selected = plan.wave(wave) if wave is not None else None
+    report = run_verify(opts.engine(read_only=True), selected, plan)
     click.echo(render_verify(report, fmt))
     return exits.OK if report.ok else exits.FAILED

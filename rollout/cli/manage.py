@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 import click
@@ -12,10 +13,11 @@ from rollout.cli.app import cli, options
 from rollout.engine import ledger
 from rollout.errors import UsageError
 from rollout.operations.rollback import check_owner, rollback, wave_migrated_owners
+from rollout.render.table import printable
 from rollout.render.views import render_rollback
 from rollout.seed import seed as seed_data
 from rollout.store.engine import make_engine, transaction
-from rollout.store.schema import init_schema
+from rollout.store.schema import grants, init_schema
 
 
 @cli.group("db")
@@ -28,7 +30,8 @@ def db_group() -> None:
 @click.pass_context
 def db_init(ctx: click.Context, platform_schema: bool) -> int:
     """Create the job's own rollout_ tables (idempotent)."""
-    engine = make_engine(options(ctx).database_url, create=True)
+    # Only a rehearsal database (the platform tables included) may be a new SQLite file.
+    engine = make_engine(options(ctx).database_url, create=platform_schema)
     _, after = init_schema(engine, platform=platform_schema)
     what = "platform and rollout tables" if platform_schema else "rollout tables"
     click.echo(f"{what} ready (revision {after}) in {engine.url.render_as_string(hide_password=True)}")
@@ -40,11 +43,21 @@ def db_init(ctx: click.Context, platform_schema: bool) -> int:
 def db_upgrade(ctx: click.Context) -> int:
     """Move the job's rollout_ tables to this release's revision, keeping the ledger."""
     engine = make_engine(options(ctx).database_url)
-    before, after = init_schema(engine, platform=False)
+    before, after = init_schema(engine, platform=False, upgrade_only=True)
     if before == after:
         click.echo(f"rollout tables already at revision {after}")
     else:
         click.echo(f"rollout tables upgraded from revision {before or '(none)'} to {after}")
+    return exits.OK
+
+
+@db_group.command("grants")
+@click.option("--role", required=True, help="The PostgreSQL role the job connects as.")
+@click.option("--read-only", is_flag=True, help="Only what `plan`, `status` and `verify` need.")
+def db_grants(role: str, read_only: bool) -> int:
+    """Print the GRANT statements the job's role needs (run them as the tables' owner)."""
+    for statement in grants(role, read_only=read_only):
+        click.echo(statement)
     return exits.OK
 
 
@@ -59,17 +72,23 @@ def seed(ctx: click.Context, owners: int, seed_value: int) -> int:
 
 
 @cli.command("rollback")
-@click.option("--owner", "owner_id", type=int, help="Roll back this owner.")
+@click.option("--owner", "owner_id", type=click.IntRange(1, 2**63 - 1), help="Roll back this owner.")
 @click.option("--wave", help="Roll back every owner this wave's runs migrated.")
 @click.option("--dry-run", is_flag=True, help="Print what would be undone; write nothing.")
+@click.option("--yes", is_flag=True, help="Roll a wave back without asking (needed off a terminal).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_context
 def rollback_command(
-    ctx: click.Context, owner_id: int | None, wave: str | None, dry_run: bool, fmt: str
+    ctx: click.Context, owner_id: int | None, wave: str | None, dry_run: bool, yes: bool, fmt: str
 ) -> int:
-    """Undo what the job did for an owner or a wave."""
+    """Undo what the job did for an owner or a wave. A wave's rollback shows what it would undo and
+    asks first on a terminal; off a terminal it needs --yes."""
     if (owner_id is None) == (wave is None):
         raise UsageError("give exactly one of --owner ID or --wave W")
+    if wave is not None and not (dry_run or yes or sys.stdin.isatty()):
+        raise UsageError(
+            f"rolling back wave {wave} undoes every owner it counts: add --yes, or --dry-run first"
+        )
     opts = options(ctx)
     engine = opts.engine()
     logs.bind(opts.run_id, wave)
@@ -78,14 +97,23 @@ def rollback_command(
         check_owner(engine, owner_id)
         owners = [owner_id]
     else:
-        opts.plan().wave(wave or "")
-        owners = wave_migrated_owners(engine, wave or "")
+        plan = opts.plan()
+        selected = plan.wave(wave or "")
+        if not (dry_run or yes):
+            preview = rollback(
+                engine, wave_migrated_owners(engine, plan, selected), run_id=opts.run_id, dry_run=True
+            )
+            click.echo(render_rollback(preview, "table").splitlines()[0], err=True)
+            click.confirm(
+                f"Roll back these {len(preview.owners)} owners of wave {wave}?", abort=True, err=True
+            )
+        owners = wave_migrated_owners(engine, plan, selected)
     report = rollback(engine, owners, run_id=opts.run_id, dry_run=dry_run)
     click.echo(render_rollback(report, fmt))
     if owner_id is not None and report.not_migrated:
         click.echo(f"rollout: owner {owner_id} is not migrated by the job; nothing to roll back", err=True)
     for failed_owner, error in report.failed:
-        click.echo(f"  owner {failed_owner} could not be rolled back: {error}", err=True)
+        click.echo(f"  owner {failed_owner} could not be rolled back: {printable(error)}", err=True)
     return exits.FAILED if report.failed else exits.OK
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from rollout.cli import exits
 from rollout.cli.app import cli, duration, options, safe_url
+from rollout.cli.outputs import writable
 from rollout.cli.progress import progress_bar
 from rollout.clock import utcnow
 from rollout.engine.changes import ChangeTotals
@@ -23,6 +24,7 @@ from rollout.operations import dryrun, metrics
 from rollout.operations import run as running
 from rollout.render.metrics import write_metrics
 from rollout.render.report import WRITERS, Context
+from rollout.render.table import printable
 from rollout.render.views import run_line
 
 log = structlog.get_logger("rollout.cli")
@@ -31,7 +33,13 @@ log = structlog.get_logger("rollout.cli")
 def write_dry_run(engine: Engine, plan: WavePlan, wave: Wave, fmt: str, output: Path | None) -> ChangeTotals:
     """Computes the dry run of a wave and writes it to stdout or a file (whole or not at all)."""
     totals = ChangeTotals(already_migrated=dryrun.already_migrated(engine, plan, wave))
-    ctx = Context(wave.name, str(plan.path), safe_url(engine), utcnow().isoformat(timespec="seconds"))
+    ctx = Context(
+        wave.name,
+        str(plan.path),
+        safe_url(engine),
+        utcnow().isoformat(timespec="seconds"),
+        dryrun.unknown_owners(engine, wave),
+    )
     writer = WRITERS[fmt]
 
     def write(out: IO[str]) -> None:
@@ -40,8 +48,6 @@ def write_dry_run(engine: Engine, plan: WavePlan, wave: Wave, fmt: str, output: 
     if output is None:
         write(sys.stdout)
         return totals
-    if not output.parent.is_dir():
-        raise UsageError(f"cannot write {output}: {output.parent} is not a directory")
     tmp = output.with_name(f".{output.name}.partial")
     try:
         with tmp.open("w", encoding="utf-8", newline="") as out:
@@ -69,10 +75,11 @@ def write_dry_run(engine: Engine, plan: WavePlan, wave: Wave, fmt: str, output: 
 @click.pass_context
 def plan_command(ctx: click.Context, wave: str, fmt: str | None, output: Path | None) -> int:
     """The dry-run report of a wave: exactly what `run --wave` would do now. Writes nothing."""
+    writable(output, "report")
     opts = options(ctx)
     plan = opts.plan()
     selected = plan.wave(wave)
-    engine = opts.engine()
+    engine = opts.engine(read_only=True)
     fmt = fmt or ("table" if output is None and sys.stdout.isatty() else "json")
     totals = write_dry_run(engine, plan, selected, fmt, output)
     if output is not None:
@@ -87,7 +94,10 @@ def plan_command(ctx: click.Context, wave: str, fmt: str | None, output: Path | 
 @cli.command()
 @click.option("--wave", help="Migrate the owners this wave selects.")
 @click.option(
-    "--owner", "owner_id", type=int, help="Migrate one owner, whatever its state (also after rollback)."
+    "--owner",
+    "owner_id",
+    type=click.IntRange(1, 2**63 - 1),
+    help="Migrate one owner, whatever its state (also after rollback).",
 )
 @click.option(
     "--from-plan",
@@ -114,6 +124,7 @@ def run(ctx: click.Context, /, workers: int, metrics_file: Path | None, **reques
             "--workers is not implemented yet: run one process per wave (several processes on one wave are safe)"
         )
     asked = running.RunRequest(**request)
+    writable(metrics_file, "metrics file")
     opts = options(ctx)
     plan = opts.plan()
     if asked.wave is not None:
@@ -144,6 +155,7 @@ def sweep_command(
 ) -> int:
     """Apply the migration's rules to what the platform wrote since owners were migrated: late
     projects, users with access who are not members, billing accounts left on the user."""
+    writable(metrics_file, "metrics file")
     opts = options(ctx)
     plan = opts.plan()
     selected = plan.wave(wave) if wave is not None else None
@@ -157,9 +169,9 @@ def sweep_command(
 def _report(summary: RunSummary) -> int:
     click.echo(run_line(summary))
     for failed_owner, error in summary.failures:
-        click.echo(f"  owner {failed_owner} failed: {error}", err=True)
+        click.echo(f"  owner {failed_owner} failed: {printable(error)}", err=True)
     for drift in summary.drifted:
-        click.echo(f"  owner {drift.owner_id} drifted, skipped: {drift.why}", err=True)
+        click.echo(f"  owner {drift.owner_id} drifted, skipped: {printable(drift.why)}", err=True)
     if summary.deferred:
         shown = ", ".join(map(str, summary.deferred[:20])) + (" …" if len(summary.deferred) > 20 else "")
         click.echo(f"  deferred (rows held by other transactions; later runs try again): {shown}", err=True)
@@ -175,5 +187,6 @@ def _write_metrics(
         return
     try:
         write_metrics(path, metrics.snapshot(engine, plan, result))
-    except RolloutError as exc:
-        log.error("metrics.unwritten", path=str(path), error=str(exc))
+    except (RolloutError, OSError) as exc:
+        # The work is done and recorded: a metrics file that cannot be written is a warning.
+        log.warning("metrics.unwritten", path=str(path), error=str(exc))

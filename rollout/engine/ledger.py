@@ -263,14 +263,6 @@ def migrated_owner_page(conn: Connection, after: int, page_size: int) -> list[tu
 # -- rollback
 
 
-def wave_migrated_page(conn: Connection, wave: str, after: int, page_size: int) -> list[int]:
-    """Migrated owners whose migration a run of `wave` recorded, after `after`, in id order."""
-    return [
-        r.owner_id
-        for r in queries.rows(conn, "rollback_owner_page", wave=wave, after_id=after, page_size=page_size)
-    ]
-
-
 def migrated_records(conn: Connection, owner_ids: Sequence[int]) -> Sequence[Row[Any]]:
     """What was recorded for the migrated owners among these, in id order."""
     return queries.rows(conn, "rollback_owners", owner_ids=list(owner_ids))

@@ -38,6 +38,7 @@ def compute_batch(
     reserved_names: set[str] | None = None,
     planned_names: Mapping[int, str] | None = None,
     held_names: Collection[str] = frozenset(),
+    forbidden_names: Collection[str] = frozenset(),
 ) -> BatchChanges:
     """What migrating these owners does now.
 
@@ -98,7 +99,11 @@ def compute_batch(
             read.deferred.add(owner.id)
     candidates = [o for o in candidates if o.id not in read.deferred]
     names = _new_names(
-        conn, [o for o in candidates if o.id not in reused], reserved_names, planned_names or {}
+        conn,
+        [o for o in candidates if o.id not in reused],
+        reserved_names,
+        planned_names or {},
+        frozenset(forbidden_names),
     )
 
     changes = []
@@ -111,7 +116,7 @@ def compute_batch(
             owner_id=owner.id,
             username=owner.username,
             organization_name=org.name if org is not None else names[owner.id],
-            organization_label=org.label if org is not None else _label(owner),
+            organization_label=org.label if org is not None else _label(owner) or names[owner.id],
             organization_id=org.id if org is not None else None,
             projects=tuple(projects),
             members_to_add=tuple(sorted(to_add[owner.id])),
@@ -184,21 +189,36 @@ def _base_names(read: BatchRead, owner_ids: Collection[int]) -> set[str]:
     return {naming.base_name(read.usernames[o], o) for o in owner_ids if o in read.usernames}
 
 
-def _label(owner: Owner) -> str:
-    if owner.display_name is not None and owner.display_name.strip():
-        return owner.display_name
-    return owner.username
+def _label(owner: Owner) -> str | None:
+    """The display name, else the username, when not blank; else None (the organization's name)."""
+    for text in (owner.display_name, owner.username):
+        if text is not None and text.strip():
+            return text
+    return None
 
 
 def _new_names(
-    conn: Connection, owners: Sequence[Owner], reserved: set[str] | None, planned: Mapping[int, str]
+    conn: Connection,
+    owners: Sequence[Owner],
+    reserved: set[str] | None,
+    planned: Mapping[int, str],
+    forbidden: frozenset[str],
 ) -> dict[int, str]:
+    """A name for each owner's new organization: the one an approved report planned when it is
+    still free and follows the rule for that owner, else the first free one in user-id order.
+    `forbidden` names (the plan's `reserved_names`) count as taken."""
+
     def taken(candidates: Collection[str]) -> Collection[str]:
-        return {row.name for row in rows(conn, "organization_names_taken", names=sorted(candidates))}
+        in_use = {row.name for row in rows(conn, "organization_names_taken", names=sorted(candidates))}
+        return in_use | (set(candidates) & forbidden)
 
     kept = {}
     if planned:
-        wanted = {o.id: planned[o.id] for o in owners if o.id in planned}
+        wanted = {
+            o.id: planned[o.id]
+            for o in owners
+            if o.id in planned and naming.follows_rule(planned[o.id], o.username, o.id)
+        }
         unavailable = set(taken(wanted.values()))
         kept = {owner_id: name for owner_id, name in wanted.items() if name not in unavailable}
     reserved = reserved if reserved is not None else set()

@@ -52,6 +52,23 @@ def suffixed(base: str, n: int) -> str:
     return stem + suffix
 
 
+def follows_rule(name: str, username: str, user_id: int) -> bool:
+    """Whether `name` is one the naming rule can give this owner: its base name, or the base with a
+    suffix `-2`, `-3`, … (the base cut to fit), and a valid name at all."""
+    if not NAME_PATTERN.fullmatch(name) or "--" in name:
+        return False
+    base = base_name(username, user_id)
+    if name == base:
+        return True
+    _, dash, number = name.rpartition("-")
+    if not dash or not number.isdigit() or number.startswith("0") or len(number) > 12 or int(number) < 2:
+        return False
+    try:
+        return suffixed(base, int(number)) == name
+    except ValueError:
+        return False
+
+
 def _first_free(base: str, start: int, window: int, *unavailable: Collection[str]) -> int | None:
     """The first `n` from `start` up to `window` whose candidate is in none of `unavailable`."""
     for n in range(start, window + 1):

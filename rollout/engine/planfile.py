@@ -20,6 +20,8 @@ from rollout.engine.waveplan import MAX_BATCH_SIZE, RolloutSettings, Wave, WaveP
 from rollout.errors import ConfigError
 
 _MAX_USER_ID = 2**63 - 1  # users.id is a BIGINT
+# Wave names reach logs, terminals, file names (`--output WAVE.json`) and metrics labels.
+_WAVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 _T = TypeVar("_T")
 _D = TypeVar("_D")
@@ -98,6 +100,20 @@ def _number(value: object, *, low: float, high: float, what: str) -> float:
     return float(value)
 
 
+def _percent(value: object) -> float:
+    percent = _number(value, low=0.0, high=100.0, what="a number from 0 to 100")
+    # The bucket has 10 000 values: a finer percent would silently select as if rounded.
+    if abs(percent * 100 - round(percent * 100)) > 1e-9:
+        raise ValueError(f"must be a multiple of 0.01 (owners fall in 10 000 buckets), got {_show(value)}")
+    return percent
+
+
+def _names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError(f'must be a list of organization names like ["admin", "api"], got {_show(value)}')
+    return tuple(dict.fromkeys(v.strip().lower() for v in value))
+
+
 def _non_empty_string(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"must be a non-empty string, got {_show(value)}")
@@ -163,6 +179,7 @@ _SETTINGS_KEYS = (
     "health_query",
     "max_owners_per_second",
     "max_throttle",
+    "reserved_names",
 )
 _WAVE_KEYS = (
     "name",
@@ -244,6 +261,7 @@ def _settings(path: Path, table: object) -> RolloutSettings:
             lambda v: _number(v, low=0.01, high=1e9, what="a positive number of owners per second"),
             d.max_owners_per_second,
         ),
+        reserved_names=section.get("reserved_names", _names, d.reserved_names),
         max_throttle=section.get(
             "max_throttle", _bounded_duration(timedelta(seconds=1), timedelta(days=1)), d.max_throttle
         ),
@@ -268,16 +286,16 @@ def _wave(path: Path, index: int, table: object) -> Wave:
     name = table.get("name")
     if name is None:
         _Section(path, f"wave {position}", table).fail("name", "missing: every wave needs a name")
-    if not isinstance(name, str) or not name.strip() or name != name.strip():
+    if not isinstance(name, str) or not _WAVE_NAME.fullmatch(name):
         _Section(path, f"wave {position}", table).fail(
-            "name", f"must be a non-empty string without surrounding spaces, got {_show(name)}"
+            "name",
+            "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit,"
+            f" got {_show(name)}",
         )
     section = _Section(path, f"wave {name!r}", table)
     section.reject_unknown(_WAVE_KEYS)
     owners = section.get("owners", _user_ids, ())
-    percent = section.get(
-        "percent", lambda v: _number(v, low=0.0, high=100.0, what="a number from 0 to 100"), None
-    )
+    percent = section.get("percent", _percent, None)
     if not owners and percent is None:
         section.fail("owners", "a wave needs a non-empty 'owners' list or a 'percent' (or both)")
     return Wave(

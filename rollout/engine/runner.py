@@ -29,9 +29,10 @@ from rollout.engine.pacing import CONTENTION_PAUSE, BatchSizer, HealthProbe, pau
 from rollout.engine.signals import Aborted, StopSignals
 from rollout.engine.states import RunMode, RunOutcome, StopReason, run_outcome
 from rollout.engine.waveplan import RolloutSettings
-from rollout.errors import DatabaseUnavailable, describe
+from rollout.errors import DatabaseUnavailable, PermissionDenied, RolloutError, describe
 from rollout.store import dialect, queries
 from rollout.store.engine import transaction
+from rollout.store.lock import Lease, LockLost
 
 log = structlog.get_logger("rollout.runner")
 T = TypeVar("T")
@@ -121,8 +122,10 @@ class Runner:
         progress: Progress | None = None,
         gate: ReportGate | None = None,
         sweep: Callable[[], Iterable[int]] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.engine = engine
+        self.lease = lease
         self.settings = settings
         self.run_id = run_id
         self.mode = mode
@@ -171,6 +174,9 @@ class Runner:
             stopped_by, detail = StopReason.ABORTED, self.stop.signal_name or "a stop"
         except _BudgetSpent:
             stopped_by = StopReason.ERROR_BUDGET
+        except LockLost as exc:
+            log.error("run.lease_lost", detail=str(exc))
+            stopped_by = StopReason.LEASE_LOST
         except DatabaseUnavailable:
             self._finish(RunOutcome.CRASHED, "database unreachable")
             raise
@@ -260,7 +266,7 @@ class Runner:
             owner_ids,
             lambda ids: self._commit(ids, stats, sweeping),
             self._fail_or_defer,
-            passthrough=(DatabaseUnavailable, Aborted, _BudgetSpent),
+            passthrough=(DatabaseUnavailable, PermissionDenied, LockLost, Aborted, _BudgetSpent),
             split=lambda size, exc: log.warning("batch.split", owners=size, error=describe(exc)),
         )
         duration = time.monotonic() - started
@@ -332,6 +338,8 @@ class Runner:
     ) -> tuple[Applied, ledger.RunCounts, list[Drift], BatchChanges, int]:
         self._active = conn.connection.driver_connection
         try:
+            if self.lease is not None:
+                self.lease.renew(conn)
             queries.execute(
                 conn,
                 "limit_waits",
@@ -344,6 +352,7 @@ class Runner:
                 lock=True,
                 planned_names=self.planned_names,
                 held_names=self.held_names,
+                forbidden_names=self.settings.reserved_names,
             )
             drifted: list[Drift] = []
             if self.gate is not None:
@@ -369,7 +378,9 @@ class Runner:
             self._active = None
 
     def _read_between(self, conn: Connection) -> tuple[bool, object]:
-        """Between batches (and while throttled): the heartbeat, the pause switch, the lag."""
+        """Between batches (and while throttled): the lease, the heartbeat, the pause switch, the lag."""
+        if self.lease is not None:
+            self.lease.renew(conn)
         ledger.heartbeat(conn, self.run_id, self.counts)
         return ledger.control(conn).paused, queries.scalar(conn, "replication_lag")
 
@@ -487,5 +498,7 @@ class Runner:
             transaction(
                 self.engine, lambda conn: ledger.finish_run(conn, self.run_id, outcome, self.counts, message)
             )
-        except DatabaseUnavailable:
-            log.error("run.unrecorded", outcome=str(outcome), detail="could not record the end of the run")
+        except RolloutError as exc:
+            log.error(
+                "run.unrecorded", outcome=str(outcome), detail=f"could not record the end of the run: {exc}"
+            )

@@ -98,3 +98,12 @@ def sweep_owners(engine: Engine, wave: Wave | None, salt: str) -> Iterator[int]:
     for owner_id, by in keyset_pages(engine, page, lambda row: row[0], -1):
         if wave is None or counts_as_migrated(wave, salt, owner_id, by, bucket(salt, owner_id)):
             yield owner_id
+
+
+def unknown_owners(conn: Connection, wave: Wave) -> tuple[int, ...]:
+    """The owner ids a wave lists that are not users at all: named in the dry run and `status`
+    rather than silently selecting nobody."""
+    if not wave.owners:
+        return ()
+    found = {r.id for r in queries.rows(conn, "existing_users", user_ids=list(wave.owners))}
+    return tuple(o for o in wave.owners if o not in found)

@@ -94,6 +94,7 @@ class StopReason(StrEnum):
     TIME_BUDGET = "time budget reached"
     PAUSED = "paused"
     THROTTLED = "throttled too long"
+    LEASE_LOST = "lost the run --auto lease"
 
 
 _STOP_OUTCOME = MappingProxyType(
@@ -103,6 +104,7 @@ _STOP_OUTCOME = MappingProxyType(
         StopReason.ERROR_BUDGET: RunOutcome.HALTED,
         StopReason.PAUSED: RunOutcome.HALTED,
         StopReason.THROTTLED: RunOutcome.THROTTLED,
+        StopReason.LEASE_LOST: RunOutcome.INTERRUPTED,
     }
 )
 

@@ -19,6 +19,15 @@ MAX_BATCH_SIZE = 10_000
 """The largest `batch_size` accepted: one transaction over more owners holds its locks too long."""
 
 
+RESERVED_NAMES = (
+    "about", "admin", "administrator", "api", "app", "assets", "auth", "billing", "blog", "cdn", "dashboard",
+    "docs", "help", "login", "logout", "mail", "new", "oauth", "org", "orgs", "root", "security", "settings",
+    "signup", "static", "staff", "status", "support", "system", "team", "www",
+)  # fmt: skip
+"""The default `reserved_names`: paths and words of a platform's own that an organization named by
+a username could shadow or impersonate."""
+
+
 def bucket(salt: str, user_id: int) -> int:
     """The owner's bucket in `[0, 10000)`: stable for a given salt, independent of every other owner."""
     return int.from_bytes(sha256(f"{salt}:{user_id}".encode()).digest()[:8], "big") % BUCKETS
@@ -56,6 +65,8 @@ class RolloutSettings:
     health_query: str | None = None
     max_owners_per_second: float | None = None
     max_throttle: timedelta = timedelta(minutes=10)
+    # Names no organization the job creates may take: handled like names already taken.
+    reserved_names: tuple[str, ...] = RESERVED_NAMES
 
     @property
     def batch_bounds(self) -> tuple[int, int]:

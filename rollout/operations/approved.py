@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rollout.engine.changes import BatchChanges, Drift
+from rollout.engine import naming
+from rollout.engine.changes import BatchChanges, Drift, OwnerChanges
 from rollout.engine.states import OwnerState, attempted_by_waves
 from rollout.errors import UsageError
 from rollout.operations.dryrun import fingerprint_of, owner_entry
@@ -71,6 +72,16 @@ class ApprovedReport:
         self.migrated_before = {i for i, state in states.items() if state is OwnerState.MIGRATED}
         return [i for i in self.owner_ids() if attempted_by_waves(states.get(i), retry_failed=retry_failed)]
 
+    @staticmethod
+    def _name_follows_rule(approved: dict[str, Any], owner: OwnerChanges) -> bool:
+        """A report only names organizations it creates; such a name must be one the naming rule
+        gives that owner, whatever the fingerprint says (anyone can recompute a plain digest)."""
+        organization = approved.get("organization") or {}
+        if organization.get("existing"):
+            return True
+        name = organization.get("name")
+        return isinstance(name, str) and naming.follows_rule(name, owner.username, owner.owner_id)
+
     def planned_names(self) -> Mapping[int, str]:
         """The names the report gave to organizations it would create."""
         return self._names
@@ -96,6 +107,13 @@ class ApprovedReport:
                 if owner_id not in self.migrated_before:
                     drifted.append(Drift(owner_id, "no legacy project left (changed meanwhile)"))
                 # else: migrated by an earlier run of this report; nothing left to do
+            elif not self._name_follows_rule(approved, now[owner_id]):
+                name = approved["organization"].get("name")
+                drifted.append(
+                    Drift(
+                        owner_id, f"the report's organization name {name!r} does not follow the naming rule"
+                    )
+                )
             else:
                 entry = owner_entry(now[owner_id])
                 changed = [key for key in entry if entry[key] != approved.get(key)]

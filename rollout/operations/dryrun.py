@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from rollout.engine import selection
 from rollout.engine.batches import chunks
 from rollout.engine.changes import BatchChanges, BlockedOwner, OwnerChanges
 from rollout.engine.migration import compute_batch
@@ -37,7 +38,9 @@ def batches(
 
         def compute(conn: Connection, owner_ids: list[int] = owner_ids) -> BatchChanges:
             queries.execute(conn, "read_only")
-            return compute_batch(conn, owner_ids, lock=False, reserved_names=reserved)
+            return compute_batch(
+                conn, owner_ids, lock=False, reserved_names=reserved, forbidden_names=settings.reserved_names
+            )
 
         yield transaction(engine, compute)
 
@@ -49,6 +52,11 @@ def already_migrated(engine: Engine, plan: WavePlan, wave: Wave) -> int:
         counts_as_migrated(wave, salt, owner_id, by, bucket(salt, owner_id))
         for owner_id, by in migrated_owners(engine)
     )
+
+
+def unknown_owners(engine: Engine, wave: Wave) -> tuple[int, ...]:
+    """The owner ids the wave lists that are not users (see `selection.unknown_owners`)."""
+    return transaction(engine, lambda conn: selection.unknown_owners(conn, wave))
 
 
 def owner_entry(owner: OwnerChanges) -> dict[str, Any]:

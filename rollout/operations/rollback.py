@@ -14,8 +14,10 @@ import structlog
 from sqlalchemy import Connection, Engine
 
 from rollout.engine import ledger
-from rollout.engine.batches import chunks, isolate, keyset_pages
-from rollout.errors import DatabaseUnavailable, UsageError, describe
+from rollout.engine.batches import chunks, isolate
+from rollout.engine.selection import counts_as_migrated, migrated_owners
+from rollout.engine.waveplan import Wave, WavePlan, bucket
+from rollout.errors import DatabaseUnavailable, PermissionDenied, UsageError, describe
 from rollout.store import queries
 from rollout.store.engine import transaction
 
@@ -104,11 +106,14 @@ def _rollback_batch(conn: Connection, owner_ids: Sequence[int], run_id: str) -> 
     ]
 
 
-def wave_migrated_owners(engine: Engine, wave: str) -> Iterator[int]:
-    """The owners a wave's runs migrated, in user-id order, page by page."""
-    return keyset_pages(
-        engine, lambda conn, after, size: ledger.wave_migrated_page(conn, wave, after, size), lambda i: i, -1
-    )
+def wave_migrated_owners(engine: Engine, plan: WavePlan, wave: Wave) -> Iterator[int]:
+    """The migrated owners `status` counts under the wave: those its runs migrated and those it
+    admits by list or percent (migrated by `run --owner`, by an approved report or another wave),
+    in user-id order, page by page."""
+    salt = plan.settings.salt
+    for owner_id, by in migrated_owners(engine):
+        if counts_as_migrated(wave, salt, owner_id, by, bucket(salt, owner_id)):
+            yield owner_id
 
 
 def rollback(
@@ -149,7 +154,7 @@ def rollback(
         log.error("rollback.owner_failed", owner_id=owner_id, error=error)
 
     for batch in chunks(owner_ids, batch_size):
-        isolate(batch, attempt, failed, passthrough=(DatabaseUnavailable,))
+        isolate(batch, attempt, failed, passthrough=(DatabaseUnavailable, PermissionDenied))
     return report
 
 

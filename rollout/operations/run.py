@@ -24,7 +24,7 @@ from rollout.operations.auto import choose
 from rollout.operations.status import current_waves
 from rollout.store import queries
 from rollout.store.engine import transaction
-from rollout.store.lock import auto_lock
+from rollout.store.lock import Lease, auto_lock
 
 log = structlog.get_logger("rollout.run")
 
@@ -88,8 +88,8 @@ def run(
     if plan is None:
         raise UsageError("a wave plan is needed to run a wave")
     if request.auto:
-        with auto_lock(engine):
-            return _auto(engine, plan, request, run_id, progress)
+        with auto_lock(engine, run_id) as lease:
+            return _auto(engine, plan, request, run_id, progress, lease)
     return run_wave(engine, plan, plan.wave(request.wave or ""), request, run_id, RunMode.WAVE, progress)
 
 
@@ -102,6 +102,7 @@ def run_wave(
     mode: RunMode,
     progress: ProgressFactory | None,
     before: list[WaveStatus] | None = None,
+    lease: Lease | None = None,
 ) -> RunResult:
     """Runs a wave, then counts every wave once and dates the wave's completion if it is complete.
     `before`, the counts before the run, sizes the progress display (counted only for one)."""
@@ -118,6 +119,7 @@ def run_wave(
         request,
         progress=tick,
         sweep=lambda: sweep_owners(engine, wave, settings.salt),
+        lease=lease,
     )
     summary = runner.run(wave_owners(engine, wave, settings.salt, retry_failed=request.retry_failed))
     after = current_waves(engine, plan)
@@ -128,7 +130,12 @@ def run_wave(
 
 
 def _auto(
-    engine: Engine, plan: WavePlan, request: RunRequest, run_id: str, progress: ProgressFactory | None
+    engine: Engine,
+    plan: WavePlan,
+    request: RunRequest,
+    run_id: str,
+    progress: ProgressFactory | None,
+    lease: Lease,
 ) -> RunResult:
     waves = current_waves(engine, plan)
     transaction(engine, lambda conn: ledger.record_completions(conn, waves))
@@ -141,7 +148,7 @@ def _auto(
         return RunResult(None, decision.reason, tuple(waves))
     logs.bind(run_id, decision.wave.name)
     log.info("auto.chose", reason=decision.reason)
-    return run_wave(engine, plan, decision.wave, request, run_id, RunMode.AUTO, progress, waves)
+    return run_wave(engine, plan, decision.wave, request, run_id, RunMode.AUTO, progress, waves, lease)
 
 
 def _to_attempt(waves: list[WaveStatus], wave: Wave, request: RunRequest) -> int | None:
@@ -170,6 +177,7 @@ def _runner(
     gate: ReportGate | None = None,
     progress: Progress | None = None,
     sweep: Callable[[], Iterable[int]] | None = None,
+    lease: Lease | None = None,
 ) -> Runner:
     logs.bind(run_id, wave)
     return Runner(
@@ -182,6 +190,7 @@ def _runner(
         gate=gate,
         progress=progress,
         sweep=sweep,
+        lease=lease,
     )
 
 

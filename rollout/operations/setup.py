@@ -35,7 +35,9 @@ def prepare_demo_database(url: str, say: Callable[[str], None]) -> Engine:
     if parsed.get_backend_name() != dialect.SQLITE:
         engine = make_engine(url)
         if transaction(engine, table_names):
-            raise UsageError(f"refusing to run the demo in {parsed.render_as_string()}: it is not empty")
+            raise UsageError(
+                f"refusing to run the demo in {parsed.render_as_string(hide_password=True)}: it is not empty"
+            )
     else:
         path = Path(parsed.database or "rollout.db")
         if path.exists() and path.stat().st_size > 0:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from rollout.engine import ledger
+from rollout.engine.selection import unknown_owners
 from rollout.engine.tally import WaveStatus, wave_counts
 from rollout.engine.waveplan import WavePlan
 from rollout.store.engine import transaction
@@ -19,6 +20,7 @@ class Status:
     control: ledger.Control
     runs: tuple[dict[str, Any], ...]
     failed_owners: tuple[dict[str, Any], ...]
+    unknown_owners: dict[str, tuple[int, ...]]  # per wave, listed owners that are not users
 
 
 def current_waves(engine: Engine, plan: WavePlan) -> list[WaveStatus]:
@@ -30,8 +32,11 @@ def current_waves(engine: Engine, plan: WavePlan) -> list[WaveStatus]:
 def read_status(engine: Engine, plan: WavePlan, runs: int = 10) -> Status:
     """Per wave counts, the pause switch, the last `runs` runs, and the failed owners."""
 
-    def read(conn: Connection) -> tuple[ledger.Control, list[dict[str, Any]], list[dict[str, Any]]]:
-        return ledger.control(conn), ledger.recent_runs(conn, runs), ledger.failed_owners(conn)
+    def read(
+        conn: Connection,
+    ) -> tuple[ledger.Control, list[dict[str, Any]], list[dict[str, Any]], dict[str, tuple[int, ...]]]:
+        unknown = {w.name: found for w in plan.waves if (found := unknown_owners(conn, w))}
+        return ledger.control(conn), ledger.recent_runs(conn, runs), ledger.failed_owners(conn), unknown
 
-    control, recent, failed = transaction(engine, read)
-    return Status(tuple(current_waves(engine, plan)), control, tuple(recent), tuple(failed))
+    control, recent, failed, unknown = transaction(engine, read)
+    return Status(tuple(current_waves(engine, plan)), control, tuple(recent), tuple(failed), unknown)

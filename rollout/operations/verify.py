@@ -11,15 +11,17 @@ The rules per invariant are in docs/invariants.md.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from rollout.engine.batches import keyset_pages
+from rollout.engine import naming
+from rollout.engine.batches import chunks
 from rollout.engine.changes import access_digest
+from rollout.engine.selection import counts_as_migrated, migrated_owners
+from rollout.engine.waveplan import Wave, WavePlan, bucket
 from rollout.store import queries
 from rollout.store.dialect import as_datetime
 from rollout.store.engine import transaction
@@ -38,7 +40,9 @@ NAMES = {
     4: "no-other-permissions",
     5: "access-unchanged",
     6: "billing-in-organization",
+    7: "organization-named-by-rule",
 }
+PAGE_SIZE = 2000
 OWNER_PERMISSIONS = "owner-holds-all-permissions"
 
 
@@ -74,9 +78,9 @@ def _when(value: Any) -> str:
     return moment.isoformat(timespec="seconds") if moment else "an unknown time"
 
 
-def _structural(conn: Connection, wave: str | None) -> tuple[list[Violation], list[Any]]:
+def _structural(conn: Connection, owner_ids: list[int]) -> tuple[list[Violation], list[Any]]:
     found: list[Violation] = []
-    for r in queries.rows(conn, "verify_one_organization", wave=wave):
+    for r in queries.rows(conn, "verify_one_organization", owner_ids=owner_ids):
         # The job creates or reuses exactly one organization and records it; another one, or the
         # recorded one gone, is someone else's write.
         detail = f"owns {r.organizations} organizations"
@@ -85,7 +89,7 @@ def _structural(conn: Connection, wave: str | None) -> tuple[list[Violation], li
         if not r.recorded:
             detail += "; the one the job recorded is gone"
         found.append(_v(r.owner_id, 1, Cause.PLATFORM, detail))
-    for r in queries.rows(conn, "verify_owner_permissions", wave=wave):
+    for r in queries.rows(conn, "verify_owner_permissions", owner_ids=owner_ids):
         # The migration's own transaction gives the owner membership and all four permissions.
         detail = (
             "is not a member of the organization (removed since the migration)"
@@ -93,7 +97,7 @@ def _structural(conn: Connection, wave: str | None) -> tuple[list[Violation], li
             else f"holds {r.permissions} of the 4 owner permissions (removed since the migration)"
         )
         found.append(_v(r.owner_id, 1, Cause.PLATFORM, detail, OWNER_PERMISSIONS))
-    for r in queries.rows(conn, "verify_projects_moved", wave=wave):
+    for r in queries.rows(conn, "verify_projects_moved", owner_ids=owner_ids):
         where = "no organization" if r.organization_id is None else f"organization {r.organization_id}"
         created, migrated = as_datetime(r.created_at), as_datetime(r.migrated_at)
         if r.moved:
@@ -106,58 +110,54 @@ def _structural(conn: Connection, wave: str | None) -> tuple[list[Violation], li
         else:
             cause, why = Cause.JOB, "it was there when the owner was migrated"
         found.append(_v(r.owner_id, 2, cause, f"project {r.project_id} is in {where} ({why})"))
-    for r in queries.rows(conn, "verify_no_other_permissions", wave=wave):
+    for r in queries.rows(conn, "verify_no_other_permissions", owner_ids=owner_ids):
         cause = Cause.JOB if r.granted else Cause.PLATFORM
         found.append(_v(r.owner_id, 4, cause, f"member {r.user_id} holds permission {r.permission}"))
-    for r in queries.rows(conn, "verify_billing", wave=wave):
+    for r in queries.rows(conn, "verify_billing", owner_ids=owner_ids):
         holder = f"user {r.user_id}" if r.user_id is not None else f"organization {r.organization_id}"
         found.append(
             _v(r.owner_id, 6, Cause.PLATFORM, f"billing account {r.billing_account_id} belongs to {holder}")
         )
-    for r in queries.rows(conn, "verify_billing_recorded_missing", wave=wave):
+    for r in queries.rows(conn, "verify_billing_recorded_missing", owner_ids=owner_ids):
         found.append(
             _v(r.owner_id, 6, Cause.PLATFORM, f"billing account {r.billing_account_id} no longer exists")
         )
-    return found, list(queries.rows(conn, "verify_members", wave=wave))
-
-
-def _changed_access(engine: Engine, wave: str | None) -> Iterator[tuple[int, str]]:
-    """(owner, project) of every moved project whose access rows differ from the digest the job
-    recorded when it moved it; page by page."""
-
-    def page(conn: Connection, after: str, page_size: int) -> list[tuple[str, int, bool]]:
-        moved = queries.rows(conn, "moved_projects_page", wave=wave, after=after, page_size=page_size)
-        ids = [r.project_id for r in moved]
-        project_rows: dict[str, list[Any]] = defaultdict(list)
-        for row in queries.rows(conn, "project_access_of", project_ids=ids):
-            project_rows[row.project_id].append(row)
-        environment_rows: dict[str, list[Any]] = defaultdict(list)
-        for row in queries.rows(conn, "environment_access_of", project_ids=ids):
-            environment_rows[row.project_id].append((row.environment_id, row.user_id, row.role))
-        return [
-            (
-                r.project_id,
-                r.owner_id,
-                access_digest(project_rows[r.project_id], environment_rows[r.project_id]) != r.access_digest,
+    for r in queries.rows(conn, "verify_organization_names", owner_ids=owner_ids):
+        if not naming.follows_rule(r.name, r.username, r.owner_id):
+            found.append(
+                _v(
+                    r.owner_id,
+                    7,
+                    Cause.JOB,
+                    f"organization {r.organization_id} is named {r.name!r}, not a name the naming rule gives"
+                    f" user {r.username!r} (or the user was renamed since)",
+                )
             )
-            for r in moved
-        ]
-
-    for project_id, owner_id, changed in keyset_pages(engine, page, lambda item: item[0], ""):
-        if changed:
-            yield owner_id, project_id
+    return found, list(queries.rows(conn, "verify_members", owner_ids=owner_ids))
 
 
-def verify(engine: Engine, wave: str | None = None) -> VerifyReport:
-    """Every violation, each naming its owner, invariant and cause."""
+def _changed_access(conn: Connection, owner_ids: list[int]) -> list[tuple[int, str]]:
+    """(owner, project) of every moved project of these owners whose access rows differ from the
+    digest the job recorded when it moved it."""
+    moved = queries.rows(conn, "moved_projects_of", owner_ids=owner_ids)
+    ids = [r.project_id for r in moved]
+    project_rows: dict[str, list[Any]] = defaultdict(list)
+    for row in queries.rows(conn, "project_access_of", project_ids=ids):
+        project_rows[row.project_id].append(row)
+    environment_rows: dict[str, list[Any]] = defaultdict(list)
+    for row in queries.rows(conn, "environment_access_of", project_ids=ids):
+        environment_rows[row.project_id].append((row.environment_id, row.user_id, row.role))
+    return [
+        (r.owner_id, r.project_id)
+        for r in moved
+        if access_digest(project_rows[r.project_id], environment_rows[r.project_id]) != r.access_digest
+    ]
 
-    def structural(conn: Connection) -> tuple[int, list[Violation], list[Any]]:
-        checked = queries.scalar(conn, "migrated_owner_count", wave=wave)
-        return int(checked or 0), *_structural(conn, wave)
 
-    checked, violations, non_members = transaction(engine, structural)
+def _page(conn: Connection, owner_ids: list[int]) -> list[Violation]:
+    violations, non_members = _structural(conn, owner_ids)
     changed = set()
-    for owner_id, project_id in _changed_access(engine, wave):
+    for owner_id, project_id in _changed_access(conn, owner_ids):
         changed.add(project_id)
         violations.append(
             _v(owner_id, 5, Cause.PLATFORM, f"access rows of project {project_id} changed since migration")
@@ -179,5 +179,23 @@ def verify(engine: Engine, wave: str | None = None) -> VerifyReport:
                 f"user {r.user_id} has access to {r.project_id} but is not a member ({why})",
             )
         )
+    return violations
+
+
+def verify(engine: Engine, wave: Wave | None = None, plan: WavePlan | None = None) -> VerifyReport:
+    """Every violation of the migrated owners (those `status` counts under `wave`, which needs its
+    `plan`; or all), each naming its owner, invariant and cause; a page of owners per transaction."""
+    salt = plan.settings.salt if plan is not None else ""
+    assert wave is None or plan is not None, "a wave is counted with its plan's salt"
+    owners = (
+        owner_id
+        for owner_id, by in migrated_owners(engine)
+        if wave is None or counts_as_migrated(wave, salt, owner_id, by, bucket(salt, owner_id))
+    )
+    checked = 0
+    violations: list[Violation] = []
+    for page in chunks(owners, PAGE_SIZE):
+        checked += len(page)
+        violations.extend(transaction(engine, lambda conn, page=page: _page(conn, page)))  # type: ignore[misc]
     violations.sort(key=lambda v: (v.owner_id, v.invariant, v.detail))
-    return VerifyReport(wave, checked, tuple(violations))
+    return VerifyReport(wave.name if wave is not None else None, checked, tuple(violations))

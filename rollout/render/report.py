@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from rollout.engine.changes import BatchChanges, BlockedOwner, ChangeTotals, OwnerChanges
 from rollout.operations.dryrun import Fingerprint, blocked_entry, owner_entry
-from rollout.render.table import markdown_table, table
+from rollout.render.table import markdown_table, spreadsheet_safe, table
 
 SAMPLE = 20
 
@@ -30,13 +30,20 @@ class Context:
     plan_path: str
     database: str
     generated_at: str
+    unknown_owners: tuple[int, ...] = ()  # listed in the wave, not users at all
+
+
+def _unknown_line(ctx: Context) -> str:
+    shown = ", ".join(map(str, ctx.unknown_owners))
+    return f"Listed owners that are not users (nothing to migrate for them): {shown}.\n\n" if shown else ""
 
 
 def write_json(out: IO[str], batches: Iterable[BatchChanges], summary: ChangeTotals, ctx: Context) -> None:
     fp = Fingerprint(ctx.wave)
     out.write("{\n" + f'"wave": {json.dumps(ctx.wave)},\n"generated_at": {json.dumps(ctx.generated_at)},\n')
     out.write(
-        f'"plan_file": {json.dumps(ctx.plan_path)},\n"database": {json.dumps(ctx.database)},\n"owners": ['
+        f'"plan_file": {json.dumps(ctx.plan_path)},\n"database": {json.dumps(ctx.database)},\n'
+        f'"unknown_owners": {json.dumps(list(ctx.unknown_owners))},\n"owners": ['
     )
     first = True
     with tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+", encoding="utf-8") as blocked:
@@ -75,7 +82,8 @@ CSV_COLUMNS = (
 
 
 def write_csv(out: IO[str], batches: Iterable[BatchChanges], summary: ChangeTotals, ctx: Context) -> None:
-    """One row per owner of the wave: `migrate` rows and `blocked` rows, in user-id order per batch."""
+    """One row per owner of the wave: `migrate` rows and `blocked` rows, in user-id order per batch.
+    A text a spreadsheet would run as a formula is prefixed with `'`."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for batch in batches:
@@ -102,7 +110,7 @@ def write_csv(out: IO[str], batches: Iterable[BatchChanges], summary: ChangeTota
             (b.owner_id, [b.owner_id, b.username, "blocked", b.reason, "", "", "", "", "", ""])
             for b in batch.blocked
         ]
-        writer.writerows(row for _, row in sorted(rows, key=lambda r: r[0]))
+        writer.writerows([spreadsheet_safe(v) for v in row] for _, row in sorted(rows, key=lambda r: r[0]))
 
 
 @dataclass
@@ -165,6 +173,7 @@ def write_markdown(
     sample = _collect(batches, summary)
     out.write(f"## Organizations rollout: wave `{ctx.wave}`\n\n")
     out.write(f"Dry run of {ctx.generated_at} against `{ctx.database}`, plan `{ctx.plan_path}`.\n\n")
+    out.write(_unknown_line(ctx))
     out.write("### Summary\n\n" + markdown_table(["", "count"], _summary_rows(summary)) + "\n\n")
     out.write(f"### Blocked owners ({summary.blocked})\n\n")
     if sample.blocked:
@@ -190,6 +199,7 @@ def write_markdown(
 def write_table(out: IO[str], batches: Iterable[BatchChanges], summary: ChangeTotals, ctx: Context) -> None:
     sample = _collect(batches, summary)
     out.write(f"Dry run of wave {ctx.wave} ({ctx.generated_at}); nothing was written.\n\n")
+    out.write(_unknown_line(ctx))
     out.write(table(["", "count"], _summary_rows(summary)) + "\n\n")
     if sample.blocked:
         out.write(

@@ -38,6 +38,7 @@ def status_dict(status: Status) -> dict[str, Any]:
         "pause_reason": status.control.reason,
         "runs": list(status.runs),
         "failed_owners": list(status.failed_owners),
+        "unknown_owners": {wave: list(ids) for wave, ids in status.unknown_owners.items()},
     }
 
 
@@ -100,6 +101,8 @@ def render_status(status: Status, fmt: str) -> str:
             ],
         ),
     ]
+    for wave, ids in status.unknown_owners.items():
+        parts += ["", f"Wave {wave} lists owners that are not users: {', '.join(map(str, ids))}."]
     if status.failed_owners:
         parts += [
             "",

@@ -52,8 +52,10 @@ def _iso(value: datetime) -> str:
 sqlite3.register_adapter(datetime, _iso)
 
 
-def configure(engine: Engine) -> None:
-    """Connection settings the job relies on."""
+def configure(engine: Engine, *, init: bool = False, read_only: bool = False) -> None:
+    """Connection settings the job relies on. SQLite: `init` (a database the job creates) sets the
+    file's journal mode, the only setting stored in the file; `read_only` transactions begin
+    deferred, since they never take the write lock."""
     if engine.dialect.name == POSTGRESQL:
 
         @event.listens_for(engine, "connect")
@@ -82,13 +84,14 @@ def configure(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA busy_timeout = 30000")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if init:
+            cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def has_row_locks(conn: Connection) -> bool:
@@ -111,6 +114,11 @@ def is_cancelled(exc: BaseException) -> bool:
     if getattr(orig, "sqlstate", None) == "57014":
         return True
     return isinstance(orig, sqlite3.OperationalError) and "interrupted" in str(orig)
+
+
+def is_permission_denied(exc: BaseException) -> bool:
+    """The role lacks a privilege (SQLSTATE 42501; SQLite has no roles)."""
+    return getattr(_driver_error(exc), "sqlstate", None) == "42501"
 
 
 def is_lock_timeout(exc: BaseException) -> bool:
@@ -170,6 +178,14 @@ _REFUSALS = (
     "authentication failed",
     "permission denied for database",
 )
+# The driver refused the URL's options before connecting: a typo, never an outage.
+_BAD_OPTIONS = (
+    "invalid sslmode",
+    "invalid connection option",
+    "invalid dsn",
+    "invalid integer value",
+    "invalid value for parameter",
+)
 
 
 def is_misconfigured(exc: BaseException) -> bool:
@@ -178,6 +194,8 @@ def is_misconfigured(exc: BaseException) -> bool:
     orig = _driver_error(exc)
     if type(orig).__module__.startswith("psycopg") and getattr(orig, "sqlstate", None) is None:
         message = str(orig)
+        if any(bad in message for bad in _BAD_OPTIONS):
+            return True
         return "FATAL" in message and any(refusal in message for refusal in _REFUSALS)
     return False
 

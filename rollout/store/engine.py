@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import structlog
 from sqlalchemy import Connection, Engine, create_engine
@@ -22,7 +23,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from rollout.errors import ConcurrentChange, DatabaseUnavailable, UsageError, first_line
+from rollout.errors import ConcurrentChange, DatabaseUnavailable, PermissionDenied, UsageError, first_line
 from rollout.store import dialect
 
 T = TypeVar("T")
@@ -33,21 +34,37 @@ MAX_WAIT_S = 15.0
 MAX_RETRY_WINDOW_S = 60.0
 
 
-def make_engine(url: str, *, create: bool = False) -> Engine:
-    """An engine for a `postgresql+psycopg://` or `sqlite:///` URL.
+_BAD_URL = (
+    "bad database URL (not shown: it may hold a password): {why}; expected"
+    " postgresql+psycopg://USER:PASSWORD@HOST:PORT/DBNAME or sqlite:///PATH"
+)
+_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "postgresql+psycopg": None}
 
-    A SQLite file that does not exist is only created when `create` is set, so that a mistyped
-    path fails instead of leaving an empty database behind.
+
+def make_engine(url: str, *, create: bool = False, read_only: bool = False) -> Engine:
+    """An engine for a `postgresql+psycopg://` or `sqlite:///` URL (surrounding spaces, an env-file
+    typo, are ignored). No error message ever shows the URL's password.
+
+    SQLite: a file that does not exist is only created with `create` (`db init`, `demo`), which is
+    also the only time the file's journal mode is set; with `read_only` the file is opened
+    read-only. Any other command leaves a file it does not recognise exactly as it was.
     """
     try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise UsageError(f"bad database URL {url!r}: {exc}") from exc
+        parsed = make_url(url.strip())
+        parsed.port  # noqa: B018 (parses the port: a non-numeric one raises here, not at connect)
+    except ArgumentError:
+        raise UsageError(_BAD_URL.format(why="it cannot be parsed")) from None
+    except ValueError:
+        raise UsageError(_BAD_URL.format(why="its port is not a number")) from None
     backend = parsed.get_backend_name()
-    if backend in ("postgresql", "postgres") and parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
     kwargs: dict[str, Any] = {}
     if backend in ("postgresql", "postgres"):
+        if parsed.drivername not in _DRIVERS:
+            raise UsageError(
+                f"unsupported database driver {parsed.drivername!r}: rollout talks to PostgreSQL through psycopg 3,"
+                " postgresql+psycopg://"
+            )
+        parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs = {
             "pool_pre_ping": True,
             "connect_args": {"connect_timeout": 10, "application_name": "rollout"},
@@ -58,15 +75,22 @@ def make_engine(url: str, *, create: bool = False) -> Engine:
             raise UsageError("an in-memory SQLite database would vanish with the process; give a file")
         if not create and not Path(database).exists():
             raise UsageError(f"no database at {database!r}; run `rollout db init` or `rollout demo` first")
+        if read_only:
+            parsed = parsed.set(
+                database=f"file:{quote(str(Path(database).resolve()))}?mode=ro", query={"uri": "true"}
+            )
     else:
         raise UsageError(
-            f"unsupported database URL {parsed.render_as_string()!r}: use postgresql+psycopg:// or sqlite:///"
+            f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}:"
+            " use postgresql+psycopg:// or sqlite:///"
         )
     try:
         engine = create_engine(parsed, **kwargs)
-    except (ArgumentError, NoSuchModuleError) as exc:
-        raise UsageError(f"bad database URL {parsed.render_as_string()!r}: {exc}") from exc
-    dialect.configure(engine)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise UsageError(
+            _BAD_URL.format(why=first_line(exc).replace(str(parsed.password or "\0"), "***"))
+        ) from None
+    dialect.configure(engine, init=create, read_only=read_only)
     return engine
 
 
@@ -153,9 +177,16 @@ def transaction(
             with attempt, engine.begin() as conn:
                 return work(conn)
     except DBAPIError as exc:
+        # A driver's message names the host, the database and the user, never the password; the
+        # password is scrubbed anyway, in case a server echoes a connection string.
+        said = first_line(exc).replace(engine.url.password or "\0", "***")
+        if dialect.is_permission_denied(exc):
+            raise PermissionDenied(
+                f"the database role lacks a privilege: {said} (`rollout db grants` lists them)"
+            ) from exc
         if dialect.is_misconfigured(exc):
-            raise UsageError(f"cannot use the database: {first_line(exc)}") from exc
+            raise UsageError(f"cannot use the database: {said}") from None
         if dialect.is_unreachable(exc):
-            raise DatabaseUnavailable(f"database unreachable after retries: {first_line(exc)}") from exc
+            raise DatabaseUnavailable(f"database unreachable after retries: {said}") from None
         raise
     raise AssertionError("unreachable")  # pragma: no cover

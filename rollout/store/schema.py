@@ -39,18 +39,34 @@ JOB_TABLES = (
     "rollout_control",
     "rollout_waves",
     "rollout_batches",
+    "rollout_leases",
     schema_version.VERSION_TABLE,
 )
 
 
-def init_schema(engine: Engine, *, platform: bool) -> tuple[str | None, str]:
-    """Brings the job's tables to the newest revision (creating them on an empty database), and with
-    `platform` creates the platform tables. Idempotent. Returns the revisions (before, after)."""
+def init_schema(engine: Engine, *, platform: bool, upgrade_only: bool = False) -> tuple[str | None, str]:
+    """Brings the job's tables to the newest revision (creating them when there are none), and with
+    `platform` creates the platform tables. Idempotent. Returns the revisions (before, after).
+
+    Without `platform`, a database that has not the platform's tables is refused (it is someone
+    else's); with `upgrade_only`, one that has not the job's tables yet too.
+    """
 
     def create(conn: Connection) -> tuple[str | None, str]:
         if platform:
             for statement in queries.script("platform.sql", conn.dialect.name):
                 conn.exec_driver_sql(statement)
+        else:
+            missing = [t for t in PLATFORM_TABLES if t not in table_names(conn)]
+            if missing:
+                raise SchemaNotInitialised(
+                    f"platform tables missing ({', '.join(missing)}): this is not the platform's database"
+                    " (`rollout db init --platform-schema` makes a rehearsal one)"
+                )
+        if upgrade_only and schema_version.current(conn) is None:
+            raise SchemaNotInitialised(
+                "the job's tables are not here to upgrade; `rollout db init` creates them"
+            )
         return schema_version.upgrade(conn)
 
     return transaction(engine, create)
@@ -88,3 +104,26 @@ def check_schema(engine: Engine) -> None:
             f"the job's tables are at revision {revision}, this release needs {schema_version.head()}: "
             "run `rollout db upgrade` (the ledger is kept)"
         )
+
+
+def grants(role: str, *, read_only: bool) -> list[str]:
+    """The GRANT statements for `role` (`sql/schema/grants.sql`): what `plan`, `status` and `verify`
+    need with `read_only`, else what every command but `db init` needs."""
+    text = (queries.sql_root() / "schema" / "grants.sql").read_text(encoding="utf-8")
+    wanted = "read-only" if read_only else "run"
+    statements, section = [], None
+    for block in text.split(";"):
+        lines = []
+        for line in block.splitlines():
+            if line.startswith("-- section:"):
+                section = line.split(":", 1)[1].strip()
+            elif not line.lstrip().startswith("--") and line.strip():
+                lines.append(line.strip())
+        if lines and section == wanted:
+            statements.append(" ".join(lines).replace("{role}", quote_identifier(role)) + ";")
+    return statements
+
+
+def quote_identifier(name: str) -> str:
+    """A PostgreSQL identifier, quoted: the role name is an operator's input, never SQL."""
+    return '"' + name.replace('"', '""') + '"'

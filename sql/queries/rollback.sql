@@ -6,12 +6,6 @@ FROM rollout_owners
 WHERE owner_id IN :owner_ids AND state = 'migrated'
 ORDER BY owner_id;
 
--- name: rollback_owner_page
-SELECT owner_id FROM rollout_owners
-WHERE state = 'migrated' AND wave = :wave AND owner_id > :after_id
-ORDER BY owner_id
-LIMIT :page_size;
-
 -- name: recorded_projects
 SELECT m.owner_id, m.project_id, p.organization_id = m.organization_id AS still_there
 FROM rollout_moved_projects m
@@ -27,21 +21,20 @@ ORDER BY owner_id, user_id;
 SELECT owner_id, organization_id, user_id, permission FROM rollout_added_permissions WHERE owner_id IN :owner_ids
 ORDER BY owner_id, user_id, permission;
 
+-- Every statement joins the batch's rows of the ledger to the platform rows by key, so a batch
+-- costs the same whatever the size of the platform's tables.
+
 -- name: return_projects
 -- Only projects still in the organization the job moved them to; one moved elsewhere since stays.
 UPDATE projects SET organization_id = NULL
-WHERE id IN (
-    SELECT m.project_id FROM rollout_moved_projects m
-    WHERE m.owner_id IN :owner_ids AND m.organization_id = projects.organization_id
-);
+FROM rollout_moved_projects m
+WHERE m.owner_id IN :owner_ids AND m.project_id = projects.id AND projects.organization_id = m.organization_id;
 
 -- name: return_billing_accounts
-UPDATE billing_accounts
-SET user_id = (SELECT r.owner_id FROM rollout_owners r WHERE r.billing_account_id = billing_accounts.id
-               AND r.owner_id IN :owner_ids),
-    organization_id = NULL
-WHERE id IN (SELECT r.billing_account_id FROM rollout_owners r WHERE r.owner_id IN :owner_ids)
-  AND organization_id IN (SELECT r.organization_id FROM rollout_owners r WHERE r.owner_id IN :owner_ids);
+UPDATE billing_accounts SET user_id = r.owner_id, organization_id = NULL
+FROM rollout_owners r
+WHERE r.owner_id IN :owner_ids AND r.billing_account_id = billing_accounts.id
+  AND billing_accounts.organization_id = r.organization_id;
 
 -- name: organizations_in_use
 -- Organizations the job created that something else uses now (a project, a billing account, a
@@ -56,11 +49,9 @@ WHERE o.id IN :organization_ids AND (
 
 -- name: remove_added_permissions
 DELETE FROM organization_member_permissions
-WHERE EXISTS (
-    SELECT 1 FROM rollout_added_permissions a
-    WHERE a.owner_id IN :owner_ids AND a.organization_id = organization_member_permissions.organization_id
-      AND a.user_id = organization_member_permissions.user_id
-      AND a.permission = organization_member_permissions.permission
+WHERE (organization_id, user_id, permission) IN (
+    SELECT a.organization_id, a.user_id, a.permission FROM rollout_added_permissions a
+    WHERE a.owner_id IN :owner_ids
       AND NOT (a.user_id = a.owner_id AND a.organization_id IN :kept_organization_ids)
 );
 
@@ -68,19 +59,17 @@ WHERE EXISTS (
 -- A member the job added cannot keep a permission without the membership; the platform may have
 -- granted one since. It goes with the membership.
 DELETE FROM organization_member_permissions
-WHERE EXISTS (
-    SELECT 1 FROM rollout_added_members a
-    WHERE a.owner_id IN :owner_ids AND a.organization_id = organization_member_permissions.organization_id
-      AND a.user_id = organization_member_permissions.user_id
+WHERE (organization_id, user_id) IN (
+    SELECT a.organization_id, a.user_id FROM rollout_added_members a
+    WHERE a.owner_id IN :owner_ids
       AND NOT (a.user_id = a.owner_id AND a.organization_id IN :kept_organization_ids)
 );
 
 -- name: remove_added_members
 DELETE FROM organization_members
-WHERE EXISTS (
-    SELECT 1 FROM rollout_added_members a
-    WHERE a.owner_id IN :owner_ids AND a.organization_id = organization_members.organization_id
-      AND a.user_id = organization_members.user_id
+WHERE (organization_id, user_id) IN (
+    SELECT a.organization_id, a.user_id FROM rollout_added_members a
+    WHERE a.owner_id IN :owner_ids
       AND NOT (a.user_id = a.owner_id AND a.organization_id IN :kept_organization_ids)
 );
 

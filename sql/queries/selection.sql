@@ -85,3 +85,7 @@ WHERE r.state = 'migrated' AND r.owner_id > :after_id AND (
 )
 ORDER BY r.owner_id
 LIMIT :page_size;
+
+-- name: existing_users
+-- Which of these ids are users (a plan may list owners that do not exist).
+SELECT id FROM users WHERE id IN :user_ids;

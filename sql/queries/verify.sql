@@ -1,5 +1,5 @@
--- The invariants (docs/invariants.md), each a set-based query returning the violations, for every owner the
--- job migrated (or only those of one wave: CAST(:wave AS TEXT) IS NULL means all).
+-- The invariants (docs/invariants.md), each a set-based query returning the violations, for a page
+-- of the owners the job migrated (:owner_ids).
 
 -- name: verify_one_organization
 -- 1. the owner owns exactly one organization, the one recorded...
@@ -11,7 +11,7 @@ SELECT r.owner_id, COUNT(o.id) AS organizations, MAX(CASE WHEN o.id = r.organiza
         ORDER BY x.created_at DESC, x.id DESC LIMIT 1) AS other_created_at
 FROM rollout_owners r
 LEFT JOIN organizations o ON o.owner_id = r.owner_id
-WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave)
+WHERE r.state = 'migrated' AND r.owner_id IN :owner_ids
 GROUP BY r.owner_id, r.organization_id
 HAVING COUNT(o.id) <> 1 OR MAX(CASE WHEN o.id = r.organization_id THEN 1 ELSE 0 END) = 0
 ORDER BY r.owner_id;
@@ -24,7 +24,7 @@ LEFT JOIN organization_members m ON m.organization_id = r.organization_id AND m.
 LEFT JOIN organization_member_permissions p
        ON p.organization_id = r.organization_id AND p.user_id = r.owner_id
       AND p.permission IN ('plans', 'billing', 'projects:create', 'members')
-WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave)
+WHERE r.state = 'migrated' AND r.owner_id IN :owner_ids
 GROUP BY r.owner_id
 HAVING COUNT(DISTINCT p.permission) < 4 OR COUNT(m.user_id) = 0
 ORDER BY r.owner_id;
@@ -37,7 +37,7 @@ SELECT r.owner_id, p.id AS project_id, p.organization_id, p.created_at, r.migrat
 FROM rollout_owners r
 JOIN projects p ON p.owner_id = r.owner_id AND p.status <> 'deleted'
 LEFT JOIN rollout_moved_projects m ON m.project_id = p.id AND m.owner_id = r.owner_id
-WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave)
+WHERE r.state = 'migrated' AND r.owner_id IN :owner_ids
   AND (p.organization_id IS NULL OR p.organization_id <> r.organization_id)
 ORDER BY r.owner_id, p.id;
 
@@ -57,7 +57,7 @@ JOIN (
 ) a ON a.project_id = p.id
 JOIN users u ON u.id = a.user_id AND u.deleted_at IS NULL
 LEFT JOIN organization_members m ON m.organization_id = r.organization_id AND m.user_id = a.user_id
-WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave) AND m.user_id IS NULL
+WHERE r.state = 'migrated' AND r.owner_id IN :owner_ids AND m.user_id IS NULL
 ORDER BY r.owner_id, a.user_id, a.project_id;
 
 -- name: verify_no_other_permissions
@@ -68,17 +68,17 @@ SELECT r.owner_id, mp.user_id, mp.permission,
                  AND ap.permission = mp.permission) AS granted
 FROM rollout_owners r
 JOIN organization_member_permissions mp ON mp.organization_id = r.organization_id
-WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave) AND mp.user_id <> r.owner_id
+WHERE r.state = 'migrated' AND r.owner_id IN :owner_ids AND mp.user_id <> r.owner_id
 ORDER BY r.owner_id, mp.user_id, mp.permission;
 
--- name: moved_projects_page
--- 5. (read side) the projects the job moved, with the digest of their access rows at the time.
+-- name: moved_projects_of
+-- 5. (read side) the projects the job moved for these owners, with the digest of their access
+-- rows at the time.
 SELECT m.project_id, m.owner_id, m.access_digest
 FROM rollout_moved_projects m
 JOIN rollout_owners r ON r.owner_id = m.owner_id
-WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave) AND m.project_id > :after
-ORDER BY m.project_id
-LIMIT :page_size;
+WHERE r.state = 'migrated' AND r.owner_id IN :owner_ids
+ORDER BY m.project_id;
 
 -- name: verify_billing
 -- 6. the owner's billing account, if any, belongs to the organization: the one the job moved is
@@ -86,7 +86,7 @@ LIMIT :page_size;
 SELECT r.owner_id, b.id AS billing_account_id, b.user_id, b.organization_id
 FROM rollout_owners r
 JOIN billing_accounts b ON b.id = r.billing_account_id OR b.user_id = r.owner_id
-WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave)
+WHERE r.state = 'migrated' AND r.owner_id IN :owner_ids
   AND (b.user_id IS NOT NULL OR b.organization_id <> r.organization_id)
 ORDER BY r.owner_id;
 
@@ -94,10 +94,16 @@ ORDER BY r.owner_id;
 SELECT r.owner_id, r.billing_account_id
 FROM rollout_owners r
 LEFT JOIN billing_accounts b ON b.id = r.billing_account_id
-WHERE r.state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR r.wave = :wave)
+WHERE r.state = 'migrated' AND r.owner_id IN :owner_ids
   AND r.billing_account_id IS NOT NULL AND b.id IS NULL
 ORDER BY r.owner_id;
 
--- name: migrated_owner_count
-SELECT COUNT(*) FROM rollout_owners
-WHERE state = 'migrated' AND (CAST(:wave AS TEXT) IS NULL OR wave = :wave);
+-- name: verify_organization_names
+-- 7. every organization the job created is named by the rule's shape (the rest of the rule, the
+-- name's base, is checked in Python against the owner's username).
+SELECT r.owner_id, o.id AS organization_id, o.name, u.username
+FROM rollout_owners r
+JOIN organizations o ON o.id = r.organization_id
+JOIN users u ON u.id = r.owner_id
+WHERE r.state = 'migrated' AND r.organization_created AND r.owner_id IN :owner_ids
+ORDER BY r.owner_id;

@@ -139,15 +139,60 @@ def test_a_second_auto_run_exits_3_while_the_lock_is_held(engine: Engine, db_url
     """While another process holds the --auto lock, `run --auto` exits 3 and writes nothing; once it is
     released, `run --auto` migrates the first wave."""
     many_owners(engine, 20)
-    with auto_lock(engine):
+    with auto_lock(engine, "another-run"):
         held = rollout("run", "--auto", db_url=db_url, plan=plan)
     assert held.returncode == 3, held.stderr
+    assert "run another-run" in held.stderr
     assert scalar(engine, "SELECT COUNT(*) FROM rollout_runs") == 0
     free = rollout("run", "--auto", db_url=db_url, plan=plan)
     assert free.returncode == 0, free.stderr
     assert "20 migrated" in free.stdout
     again = rollout("run", "--auto", db_url=db_url, plan=plan)
     assert again.returncode == 0 and "nothing to do: every wave is complete" in again.stdout
+
+
+def test_an_auto_run_that_loses_its_lease_stops_before_its_next_batch_with_exit_3(
+    engine: Engine, db_url: str, plan: Path
+) -> None:
+    """The lease is taken over while `run --auto` works (it expired, another run took it): the run
+    notices when it renews the lease after its batch, stops, records why, and exits 3."""
+    many_owners(engine, OWNERS)
+    process = start(db_url, plan, "--auto")
+    wait_for_progress(engine, process)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE rollout_leases SET holder = 'a-later-run'"))
+    out, err = finish(process)
+    assert process.returncode == 3, err
+    assert "lost the run --auto lease" in out
+    assert scalar(engine, "SELECT outcome FROM rollout_runs") == "interrupted"
+    assert "lease" in scalar(engine, "SELECT message FROM rollout_runs")
+    assert half_migrated_owners(engine) == []
+
+
+def test_the_auto_lease_survives_its_connections_being_killed(
+    engine: Engine, db_url: str, plan: Path
+) -> None:
+    """Every connection of a running `run --auto` is terminated (a pooler, an idle-session timeout):
+    the run reconnects and goes on, and a second `run --auto` meanwhile still exits 3."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("terminating sessions is PostgreSQL's")
+    many_owners(engine, OWNERS)
+    process = start(db_url, plan, "--auto")
+    wait_for_progress(engine, process)
+    with engine.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'rollout' AND pid <> pg_backend_pid()"
+            )
+        )
+    second = rollout("run", "--auto", db_url=db_url, plan=plan)
+    assert second.returncode == 3, second.stderr
+    process.send_signal(signal.SIGTERM)
+    _, err = finish(process)
+    assert process.returncode == 0, err
+    assert scalar(engine, "SELECT outcome FROM rollout_runs WHERE mode = 'auto'") == "interrupted"
+    assert half_migrated_owners(engine) == []
 
 
 def test_sigkill_leaves_a_stale_heartbeat_that_the_next_run_marks_abandoned(

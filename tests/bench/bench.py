@@ -133,6 +133,21 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
             f" rollout {projects_in_organizations(url['rollout'])}"
         )
         print(f"ratio rollout / baseline: {rollout_s / baseline_s:.2f} (at most 2.00 asked)")
+        started = time.perf_counter()
+        back = subprocess.run(
+            [sys.executable, "-m", "rollout", "--database-url", url["rollout"], "--plan", str(plan), "-q"]
+            + ["rollback", "--wave", "everyone", "--yes", "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        rollback_s = time.perf_counter() - started
+        owners_back = len(json.loads(back.stdout)["owners"]) if back.returncode == 0 else back.stderr[-500:]
+        print(
+            f"rollout rollback --wave everyone: {rollback_s:.1f} s for {owners_back} owners, exit {back.returncode};"
+            f" {rollback_s / rollout_s:.2f} x the migration's time (at most 2.00 asked)"
+        )
+        print(f"  projects in organizations after the rollback: {projects_in_organizations(url['rollout'])}")
 
 
 def live_platform(admin: Engine, server: URL, plan: Path) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import Engine, text
 
 from rollout.engine.ledger import new_run_id
-from rollout.engine.waveplan import Wave
+from rollout.engine.waveplan import RolloutSettings, Wave, WavePlan
 from rollout.operations.rollback import rollback, wave_migrated_owners
 from tests.support import Platform, run_owner, run_wave, scalar, snapshot
 
@@ -63,7 +65,14 @@ def test_a_wave_rollback_undoes_every_owner_of_the_wave_and_nothing_else(engine:
     run_wave(engine, Wave(name="first", owners=(1, 2)))
     run_wave(engine, Wave(name="second", owners=(3,)))
     after_second = snapshot(engine)
-    report = rollback(engine, wave_migrated_owners(engine, "first"), run_id=new_run_id(), dry_run=False)
+    plan = WavePlan(
+        Path("w.toml"),
+        RolloutSettings(),
+        (Wave(name="first", owners=(1, 2)), Wave(name="second", owners=(3,))),
+    )
+    report = rollback(
+        engine, wave_migrated_owners(engine, plan, plan.wave("first")), run_id=new_run_id(), dry_run=False
+    )
     assert sorted(o.owner_id for o in report.owners) == [1, 2]
     now = snapshot(engine)
     assert [r for r in now["projects"] if r[3] in (1, 2)] == [r for r in before["projects"] if r[3] in (1, 2)]
@@ -157,3 +166,26 @@ def test_an_organization_kept_because_it_is_in_use_keeps_its_owner(engine: Engin
     assert members == {1}
     assert perms == set(PERMS)
     assert scalar(engine, "SELECT organization_id FROM projects WHERE id = 'a1'") is None
+
+
+def test_a_wave_rollback_includes_owners_migrated_one_by_one_that_it_counts(engine: Engine) -> None:
+    """An owner the wave lists but that was migrated with `run --owner` (no wave recorded) is
+    counted under the wave by `status`, so `rollback --wave` undoes it too."""
+    build(engine)
+    run_owner(engine, 1)
+    run_wave(engine, Wave(name="first", owners=(1, 2)))
+    plan = WavePlan(Path("w.toml"), RolloutSettings(), (Wave(name="first", owners=(1, 2)),))
+    assert scalar(engine, "SELECT wave FROM rollout_owners WHERE owner_id = 1") is None
+    report = rollback(
+        engine, wave_migrated_owners(engine, plan, plan.wave("first")), run_id=new_run_id(), dry_run=False
+    )
+    assert sorted(o.owner_id for o in report.owners) == [1, 2]
+    # Owner 1's organization (created by the job) is gone; owner 2's own 'acme' stays.
+    assert scalar(engine, "SELECT COUNT(*) FROM organizations WHERE owner_id = 1") == 0
+    assert (
+        scalar(
+            engine,
+            "SELECT COUNT(*) FROM projects WHERE owner_id IN (1, 2) AND id <> 'b0' AND organization_id IS NOT NULL",
+        )
+        == 0
+    )

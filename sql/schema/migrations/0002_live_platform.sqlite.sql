@@ -70,3 +70,15 @@ CREATE TABLE rollout_batches (
 );
 
 CREATE INDEX rollout_batches_started_at_idx ON rollout_batches (started_at);
+
+-- The lease of `run --auto`: one cron run at a time, per database. A row, not a session lock, so
+-- that it survives a pooler in transaction mode, an idle-session timeout or a killed connection;
+-- renewed by every batch of the run that holds it, taken over once expired.
+CREATE TABLE rollout_leases (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    acquired_at TIMESTAMPTZ NOT NULL,
+    expires_at  TIMESTAMPTZ NOT NULL
+);

@@ -134,9 +134,18 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
         )
         print(f"ratio rollout / baseline: {rollout_s / baseline_s:.2f} (at most 2.00 asked)")
         started = time.perf_counter()
+        command = [
+            sys.executable,
+            "-m",
+            "rollout",
+            "--database-url",
+            url["rollout"],
+            "--plan",
+            str(plan),
+            "-q",
+        ]
         back = subprocess.run(
-            [sys.executable, "-m", "rollout", "--database-url", url["rollout"], "--plan", str(plan), "-q"]
-            + ["rollback", "--wave", "everyone", "--yes", "--format", "json"],
+            [*command, "rollback", "--wave", "everyone", "--yes", "--format", "json"],
             capture_output=True,
             text=True,
             check=False,

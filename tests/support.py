@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from rollout.clock import utcnow
 from rollout.engine.ledger import new_run_id
 from rollout.engine.runner import Runner, RunSummary
 from rollout.engine.selection import sweep_owners, wave_owners
@@ -304,13 +305,14 @@ def run_wave(
 ) -> RunSummary:
     """Migrates a wave in-process, the way `rollout run --wave` does."""
     settings = settings or RolloutSettings(batch_size=batch_size)
+    started = utcnow()
     runner = Runner(
         engine,
         settings,
         run_id=new_run_id(),
         mode=RunMode.WAVE,
         wave=wave.name,
-        sweep=lambda: sweep_owners(engine, wave, settings.salt),
+        sweep=lambda: sweep_owners(engine, wave, settings.salt, migrated_before=started),
     )
     return runner.run(wave_owners(engine, wave, settings.salt, retry_failed=retry_failed))
 

@@ -104,7 +104,7 @@ def read_owners(reader: Reader, owner_ids: Sequence[int]) -> BatchRead:
         for r in reader.rows("organization_billing_accounts", organization_ids=single, plain=True)
     }
     if held:
-        read.recorded = {r.owner_id: r.organization_id for r in ledger.migrated_owners_of(reader.conn, held)}
+        read.recorded = ledger.migrated_owners_of(reader.conn, held)
         for r in ledger.moved_projects_in_place(reader.conn, list(read.recorded)):
             read.moved_in_place[r.owner_id].append(r.project_id)
     read.lock_seconds = reader.lock_seconds

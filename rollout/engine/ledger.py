@@ -188,9 +188,13 @@ def record_deferred(
     )
 
 
-def migrated_owners_of(conn: Connection, owner_ids: Sequence[int]) -> Sequence[Row[Any]]:
-    """(owner_id, organization_id) of the migrated owners among these."""
-    return queries.rows(conn, "migrated_owners_of", owner_ids=list(owner_ids))
+def migrated_owners_of(conn: Connection, owner_ids: Sequence[int]) -> dict[int, int]:
+    """The migrated owners among these, with the organization the job recorded for each."""
+    return {
+        r.owner_id: r.organization_id
+        for r in queries.rows(conn, "migrated_owners_of", owner_ids=list(owner_ids))
+        if r.state == OwnerState.MIGRATED
+    }
 
 
 def moved_projects_in_place(conn: Connection, owner_ids: Sequence[int]) -> Sequence[Row[Any]]:

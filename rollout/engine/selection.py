@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
 from rollout.engine import ledger
-from rollout.engine.batches import keyset_pages
+from rollout.engine.batches import PAGE_SIZE, chunks, keyset_pages
 from rollout.engine.states import OwnerState, attempted_by_waves
 from rollout.engine.waveplan import Wave, bucket
 from rollout.store import queries
+from rollout.store.dialect import as_datetime
+from rollout.store.engine import transaction
 
 
 @dataclass(frozen=True)
@@ -85,19 +88,33 @@ def wave_owners(engine: Engine, wave: Wave, salt: str, *, retry_failed: bool) ->
             yield candidate.owner_id
 
 
-def sweep_owners(engine: Engine, wave: Wave | None, salt: str) -> Iterator[int]:
-    """Migrated owners with late platform writes to sweep (all of them, or those counted under a
-    wave), in user-id order."""
+def sweep_owners(
+    engine: Engine, wave: Wave | None, salt: str, *, migrated_before: datetime | None = None
+) -> Iterator[int]:
+    """Migrated owners with late platform writes to sweep, in user-id order: all of them or those
+    counted under a wave, and with `migrated_before` only those migrated before that moment (a
+    wave's run sweeps the owners earlier runs migrated; `rollout sweep` every one). The owners are
+    chosen page by page, then probed set-based, so the cost follows the owners swept."""
 
-    def page(conn: Connection, after: int, page_size: int) -> list[tuple[int, str | None]]:
-        return [
-            (r.owner_id, r.wave)
-            for r in queries.rows(conn, "sweep_owner_page", after_id=after, page_size=page_size)
-        ]
+    def page(conn: Connection, after: int, page_size: int) -> list[tuple[int, str | None, datetime | None]]:
+        rows = queries.rows(conn, "sweep_owner_page", after_id=after, page_size=page_size)
+        return [(r.owner_id, r.wave, as_datetime(r.migrated_at)) for r in rows]
 
-    for owner_id, by in keyset_pages(engine, page, lambda row: row[0], -1):
-        if wave is None or counts_as_migrated(wave, salt, owner_id, by, bucket(salt, owner_id)):
-            yield owner_id
+    wanted = (
+        owner_id
+        for owner_id, by, at in keyset_pages(engine, page, lambda row: row[0], -1)
+        if (migrated_before is None or (at is not None and at < migrated_before))
+        and (wave is None or counts_as_migrated(wave, salt, owner_id, by, bucket(salt, owner_id)))
+    )
+    for ids in chunks(wanted, PAGE_SIZE):
+        yield from _with_late_writes(engine, ids)
+
+
+def _with_late_writes(engine: Engine, owner_ids: list[int]) -> list[int]:
+    return [
+        r.owner_id
+        for r in transaction(engine, lambda conn: queries.rows(conn, "sweep_candidates", owner_ids=owner_ids))
+    ]
 
 
 def unknown_owners(conn: Connection, wave: Wave) -> tuple[int, ...]:

@@ -107,6 +107,7 @@ def run_wave(
     """Runs a wave, then counts every wave once and dates the wave's completion if it is complete.
     `before`, the counts before the run, sizes the progress display (counted only for one)."""
     settings = _settings(plan, request)
+    started = utcnow()
     tick = None
     if progress is not None:
         tick = progress(_to_attempt(before or current_waves(engine, plan), wave, request))
@@ -118,7 +119,7 @@ def run_wave(
         wave.name,
         request,
         progress=tick,
-        sweep=lambda: sweep_owners(engine, wave, settings.salt),
+        sweep=lambda: sweep_owners(engine, wave, settings.salt, migrated_before=started),
         lease=lease,
     )
     summary = runner.run(wave_owners(engine, wave, settings.salt, retry_failed=request.retry_failed))

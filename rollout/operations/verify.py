@@ -182,6 +182,10 @@ def _page(conn: Connection, owner_ids: list[int]) -> list[Violation]:
     return violations
 
 
+def _check(engine: Engine, owner_ids: list[int]) -> list[Violation]:
+    return transaction(engine, lambda conn: _page(conn, owner_ids))
+
+
 def verify(engine: Engine, wave: Wave | None = None, plan: WavePlan | None = None) -> VerifyReport:
     """Every violation of the migrated owners (those `status` counts under `wave`, which needs its
     `plan`; or all), each naming its owner, invariant and cause; a page of owners per transaction."""
@@ -196,6 +200,6 @@ def verify(engine: Engine, wave: Wave | None = None, plan: WavePlan | None = Non
     violations: list[Violation] = []
     for page in chunks(owners, PAGE_SIZE):
         checked += len(page)
-        violations.extend(transaction(engine, lambda conn, page=page: _page(conn, page)))  # type: ignore[misc]
+        violations.extend(_check(engine, page))
     violations.sort(key=lambda v: (v.owner_id, v.invariant, v.detail))
     return VerifyReport(wave.name if wave is not None else None, checked, tuple(violations))

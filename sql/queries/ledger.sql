@@ -39,8 +39,9 @@ ON CONFLICT (owner_id) DO UPDATE SET
     updated_at = excluded.updated_at;
 
 -- name: migrated_owners_of
--- The batch's owners the job migrated already, with the organization it recorded.
-SELECT owner_id, organization_id FROM rollout_owners WHERE owner_id IN :owner_ids AND state = 'migrated';
+-- The batch's owners as the ledger has them (by primary key: the state is tested by the caller,
+-- so that no plan reads every migrated owner through the state's index).
+SELECT owner_id, organization_id, state FROM rollout_owners WHERE owner_id IN :owner_ids;
 
 -- name: moved_projects_in_place
 -- Projects the job moved for these owners that are still in the organization it moved them to.

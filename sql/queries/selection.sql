@@ -53,38 +53,44 @@ ORDER BY owner_id
 LIMIT :page_size;
 
 -- name: sweep_owner_page
--- Migrated owners after :after_id for whom the platform wrote, since, what the migration's rules
--- handle: a legacy project; a user holding access on a project the job moved (still where it put
--- it) who is active and not a member; a billing account on the owner's user while the organization
--- has none. Each probe is an index lookup per owner.
-SELECT r.owner_id, r.wave
-FROM rollout_owners r
-WHERE r.state = 'migrated' AND r.owner_id > :after_id AND (
-    EXISTS (
-        SELECT 1 FROM projects p
-        WHERE p.owner_id = r.owner_id AND p.organization_id IS NULL AND p.status <> 'deleted')
-    OR (EXISTS (SELECT 1 FROM billing_accounts b WHERE b.user_id = r.owner_id)
-        AND NOT EXISTS (SELECT 1 FROM billing_accounts b WHERE b.organization_id = r.organization_id))
-    OR EXISTS (
-        SELECT 1 FROM rollout_moved_projects m
-        JOIN project_access a ON a.project_id = m.project_id
-        JOIN users u ON u.id = a.user_id AND u.deleted_at IS NULL
-        WHERE m.owner_id = r.owner_id AND a.user_id <> r.owner_id
-          AND EXISTS (SELECT 1 FROM projects p WHERE p.id = m.project_id AND p.organization_id = m.organization_id)
-          AND NOT EXISTS (SELECT 1 FROM organization_members om
-                          WHERE om.organization_id = m.organization_id AND om.user_id = a.user_id))
-    OR EXISTS (
-        SELECT 1 FROM rollout_moved_projects m
-        JOIN environments e ON e.project_id = m.project_id
-        JOIN environment_access a ON a.environment_id = e.id
-        JOIN users u ON u.id = a.user_id AND u.deleted_at IS NULL
-        WHERE m.owner_id = r.owner_id AND a.user_id <> r.owner_id
-          AND EXISTS (SELECT 1 FROM projects p WHERE p.id = m.project_id AND p.organization_id = m.organization_id)
-          AND NOT EXISTS (SELECT 1 FROM organization_members om
-                          WHERE om.organization_id = m.organization_id AND om.user_id = a.user_id))
-)
-ORDER BY r.owner_id
+-- Migrated owners after :after_id, with the wave that migrated them and when.
+SELECT owner_id, wave, migrated_at FROM rollout_owners
+WHERE state = 'migrated' AND owner_id > :after_id
+ORDER BY owner_id
 LIMIT :page_size;
+
+-- name: sweep_candidates
+-- Of these migrated owners, those for whom the platform wrote, since, what the migration's rules
+-- handle: a legacy project; a user holding access on a project the job moved (still where it put
+-- it) who is active and not a member; a billing account on the owner's user while the
+-- organization has none. One join per kind of write, over the owners given.
+SELECT r.owner_id
+FROM rollout_owners r
+WHERE r.owner_id IN :owner_ids AND r.owner_id IN (
+    SELECT p.owner_id FROM projects p
+    WHERE p.owner_id IN :owner_ids AND p.organization_id IS NULL AND p.status <> 'deleted'
+    UNION
+    SELECT b.user_id FROM billing_accounts b
+    JOIN rollout_owners o ON o.owner_id = b.user_id
+    LEFT JOIN billing_accounts ob ON ob.organization_id = o.organization_id
+    WHERE b.user_id IN :owner_ids AND ob.id IS NULL
+    UNION
+    SELECT m.owner_id FROM rollout_moved_projects m
+    JOIN projects p ON p.id = m.project_id AND p.organization_id = m.organization_id
+    JOIN project_access a ON a.project_id = m.project_id AND a.user_id <> m.owner_id
+    JOIN users u ON u.id = a.user_id AND u.deleted_at IS NULL
+    LEFT JOIN organization_members om ON om.organization_id = m.organization_id AND om.user_id = a.user_id
+    WHERE m.owner_id IN :owner_ids AND om.user_id IS NULL
+    UNION
+    SELECT m.owner_id FROM rollout_moved_projects m
+    JOIN projects p ON p.id = m.project_id AND p.organization_id = m.organization_id
+    JOIN environments e ON e.project_id = m.project_id
+    JOIN environment_access a ON a.environment_id = e.id AND a.user_id <> m.owner_id
+    JOIN users u ON u.id = a.user_id AND u.deleted_at IS NULL
+    LEFT JOIN organization_members om ON om.organization_id = m.organization_id AND om.user_id = a.user_id
+    WHERE m.owner_id IN :owner_ids AND om.user_id IS NULL
+)
+ORDER BY r.owner_id;
 
 -- name: existing_users
 -- Which of these ids are users (a plan may list owners that do not exist).

@@ -24,6 +24,30 @@ from rollout.store.schema import init_schema
 BACKENDS = ("sqlite", "postgresql")
 
 
+def _admin_url_from_libpq() -> str | None:
+    """The server a psql user would reach: the libpq PG* environment (PGHOST, PGPORT, PGUSER,
+    PGDATABASE, PGPASSWORD), else the local default socket or port; only if a server answers."""
+    import psycopg
+
+    try:
+        with psycopg.connect(connect_timeout=2, dbname=os.environ.get("PGDATABASE", "postgres")) as conn:
+            user, password, host, port, dbname = (
+                conn.info.user,
+                conn.info.password,
+                conn.info.host,
+                conn.info.port,
+                conn.info.dbname,
+            )
+    except psycopg.Error:
+        return None
+    url = make_url("postgresql+psycopg://").set(
+        username=user, password=password or None, port=port, database=dbname
+    )
+    # A Unix socket is a directory: libpq takes it as the `host` parameter.
+    url = url.set(query={"host": host}) if host.startswith("/") else url.set(host=host)
+    return url.render_as_string(hide_password=False)
+
+
 def _admin_url_from_container() -> str | None:
     try:
         from testcontainers.postgres import PostgresContainer
@@ -42,18 +66,23 @@ def _admin_url_from_container() -> str | None:
 _CONTAINERS: list[object] = []
 
 
+NO_SERVER = (
+    "no PostgreSQL server: set TEST_DATABASE_URL=postgresql+psycopg://user@host:port/db, or the libpq"
+    " PG* variables, or start Docker"
+)
+_SKIPPED: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
-    """A PostgreSQL server URL on which tests may create and drop databases."""
-    url = os.environ.get("TEST_DATABASE_URL") or _admin_url_from_container()
+    """A PostgreSQL server URL on which tests may create and drop databases: TEST_DATABASE_URL, else
+    the server a psql user would reach, else a testcontainers one. Without any, the PostgreSQL
+    tests are skipped (and counted in one line at the end), except under CI=true, where that fails."""
+    url = os.environ.get("TEST_DATABASE_URL") or _admin_url_from_libpq() or _admin_url_from_container()
     if not url:
-        reason = (
-            "NO POSTGRESQL: set TEST_DATABASE_URL=postgresql+psycopg://user@host:port/db or run Docker; "
-            "the PostgreSQL half of the suite is SKIPPED"
-        )
         if os.environ.get("CI") == "true":
-            pytest.fail(reason + " (CI=true: failing instead)")
-        pytest.skip(reason)
+            pytest.fail(NO_SERVER + " (CI=true: failing instead of skipping)")
+        pytest.skip(NO_SERVER)
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -117,3 +146,16 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     yield engine
     engine.dispose()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple) and NO_SERVER in str(report.longrepr[2]):
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line for every PostgreSQL test skipped for want of a server, and how to run them."""
+    if _SKIPPED:
+        terminalreporter.write_line(
+            f"SKIPPED {len(_SKIPPED)} PostgreSQL tests: {NO_SERVER}.", yellow=True, bold=True
+        )

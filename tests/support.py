@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -218,6 +219,17 @@ def rollout(
     if check and result.returncode != 0:
         raise AssertionError(f"rollout {' '.join(args)} exited {result.returncode}: {result.stderr[-2000:]}")
     return result
+
+
+def events(stderr: str) -> list[dict[str, Any]]:
+    """The JSON events of a command's stderr (off a terminal every line is one)."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def errors(stderr: str) -> list[str]:
+    """A command's error lines: `rollout.error` events in JSON mode, `rollout: error:` lines else."""
+    found = [e["error"] for e in events(stderr) if e.get("event") == "rollout.error"]
+    return found + [line for line in stderr.splitlines() if line.startswith("rollout: error:")]
 
 
 def many_owners(engine: Engine, count: int, *, collaborator: int = 10**6) -> None:

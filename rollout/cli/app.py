@@ -3,6 +3,7 @@ one line on stderr and its exit code."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import traceback
@@ -16,12 +17,12 @@ import click
 import structlog
 from sqlalchemy import Engine
 
-from rollout import logs
+from rollout import __version__, logs
 from rollout.cli import exits
-from rollout.engine.ledger import new_run_id
+from rollout.engine.ledger import Invocation, new_run_id
 from rollout.engine.planfile import load_plan, packaged_plan, parse_duration
 from rollout.engine.waveplan import WavePlan
-from rollout.errors import RolloutError, describe
+from rollout.errors import RolloutError, UsageError, describe
 from rollout.store.engine import make_engine
 from rollout.store.schema import check_schema
 
@@ -40,6 +41,11 @@ class Options:
     plan_given: bool
     run_id: str
     verbose: bool
+    operator: str
+
+    def invocation(self, plan: WavePlan | None, parameters: str | None) -> Invocation:
+        """Who runs what, as the run history records it."""
+        return Invocation(self.operator, parameters, plan.fingerprint if plan is not None else None)
 
     def engine(self, *, check: bool = True, read_only: bool = False) -> Engine:
         """The database's engine; with `check`, refuses a database without the tables (exit 2).
@@ -49,15 +55,48 @@ class Options:
             check_schema(engine)
         return engine
 
-    def plan(self) -> WavePlan:
+    def plan(self, *, named: bool = False) -> WavePlan:
         """The plan file: `--plan`, ROLLOUT_PLAN, `jobs/waves.toml` here, or else the copy of
         `jobs/waves.toml` shipped in the package (so that an installed `rollout`, and the demo's
-        database, work outside a checkout; the log names the file used)."""
+        database, work outside a checkout). With `named` (a run from cron, or one that writes off
+        a terminal) the packaged copy is refused: such a run must say which plan it follows."""
         if self.plan_given or self.plan_path.exists():
             return load_plan(self.plan_path)
+        if named:
+            raise UsageError(
+                f"no plan named: give --plan FILE or ROLLOUT_PLAN (no {self.plan_path} here); a run from"
+                " cron or a script must say which plan it follows"
+            )
         with packaged_plan() as packaged:
-            log.info("plan.packaged", plan=str(packaged), detail=f"{self.plan_path} not found here")
+            log.warning(
+                "plan.packaged",
+                plan=str(packaged),
+                detail=f"no --plan, no ROLLOUT_PLAN, no {self.plan_path} here",
+            )
             return load_plan(packaged)
+
+
+def on_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def say(message: str, event: str, *, level: str = "info", **fields: Any) -> None:
+    """A message for the operator on stderr: a line of text on a terminal, a log event (with the
+    same facts as fields) when stderr carries JSON lines."""
+    if logs.is_json():
+        getattr(log, level)(event, message=message, **fields)
+    else:
+        click.echo(message, err=True)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 owner`, `2 owners`, `0 batches`."""
+    return f"{count} {word if count == 1 else many or (word + 'es' if word.endswith(('s', 'ch')) else word + 's')}"
+
+
+def default_operator() -> str:
+    """Who runs the command: the person behind sudo, else the login name."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
 
 
 def options(ctx: click.Context) -> Options:
@@ -84,7 +123,28 @@ def safe_url(engine: Engine) -> str:
     return str(url.render_as_string(hide_password=True))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0   success (also nothing to do, a time budget reached, owners deferred)
+  1   finished, but some owners failed or drifted; or verify found violations
+  2   usage or configuration error (bad plan, unknown wave or owner, bad URL, schema)
+  3   another `run --auto` holds the lease, or this one lost it
+  4   halted: paused, or the error budget was exceeded
+  75  the database stayed unreachable after retries
+Every option can also be set in the environment: ROLLOUT_<OPTION>, or
+ROLLOUT_<COMMAND>_<OPTION> for a command's (e.g. ROLLOUT_RUN_BATCH_SIZE)."""
+
+
+@click.group(
+    epilog=EXIT_CODES_HELP,
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "max_content_width": 100,
+        "auto_envvar_prefix": "ROLLOUT",
+        "show_default": True,
+    },
+)
+@click.version_option(version=__version__, prog_name="rollout", message="%(prog)s %(version)s")
 @click.option(
     "--database-url",
     envvar="ROLLOUT_DATABASE_URL",
@@ -108,6 +168,11 @@ def safe_url(engine: Engine) -> str:
 )
 @click.option("-v", "--verbose", count=True, help="Debug logs, and tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the logs.")
+@click.option(
+    "--operator",
+    default=None,
+    help="Who runs the command, for the run history (default: $SUDO_USER, else you).",
+)
 @click.pass_context
 def cli(
     ctx: click.Context,
@@ -116,12 +181,23 @@ def cli(
     log_format: str | None,
     verbose: int,
     quiet: bool,
+    operator: str | None,
 ) -> None:
-    """Move legacy per-user projects into Organizations, progressively, in waves."""
+    """Move legacy per-user projects into Organizations, progressively, in waves.
+
+    Shell completion: eval "$(_ROLLOUT_COMPLETE=bash_source rollout)" (zsh_source, fish_source).
+    """
     logs.configure(log_format, -1 if quiet else min(verbose, 1))
     run_id = new_run_id()
     logs.bind(run_id, None)
-    ctx.obj = Options(database_url, plan_path or DEFAULT_PLAN, plan_path is not None, run_id, verbose > 0)
+    ctx.obj = Options(
+        database_url,
+        plan_path or DEFAULT_PLAN,
+        plan_path is not None,
+        run_id,
+        verbose > 0,
+        operator or default_operator(),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,19 +213,21 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = exits.OK
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("rollout: interrupted", err=True)
         code = exits.INTERRUPTED
+        click.echo(logs.error_line("interrupted", code), err=True)
     except click.ClickException as exc:
-        click.echo(f"rollout: error: {exc.format_message()}", err=True)
         code = exits.USAGE
+        click.echo(logs.error_line(exc.format_message(), code), err=True)
     except RolloutError as exc:
         _traceback_if_verbose(ctx)
-        click.echo(f"rollout: error: {exc}", err=True)
         code = exits.for_error(exc)
+        click.echo(logs.error_line(str(exc), code), err=True)
     except Exception as exc:
         _traceback_if_verbose(ctx)
-        click.echo(f"rollout: internal error: {describe(exc)} (run with -v for details)", err=True)
         code = exits.FAILED
+        click.echo(
+            logs.error_line(f"internal error: {describe(exc)} (run with -v for details)", code), err=True
+        )
     sys.stdout.flush()
     sys.exit(code if isinstance(code, int) else exits.OK)
 

@@ -6,9 +6,12 @@ import click
 
 from rollout.cli import exits
 from rollout.cli.app import cli, options
+from rollout.engine import ledger
+from rollout.operations.show import show_owner
 from rollout.operations.status import read_status
 from rollout.operations.verify import verify as run_verify
-from rollout.render.views import render_status, render_verify
+from rollout.render.views import render_runs, render_show, render_status, render_verify
+from rollout.store.engine import transaction
 
 
 @cli.command()
@@ -34,3 +37,25 @@ def verify(ctx: click.Context, wave: str | None, fmt: str) -> int:
     report = run_verify(opts.engine(read_only=True), selected, plan)
     click.echo(render_verify(report, fmt))
     return exits.OK if report.ok else exits.FAILED
+
+
+@cli.command()
+@click.option("--owner", "owner_id", type=click.IntRange(1, 2**63 - 1), required=True, help="The owner.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def show(ctx: click.Context, owner_id: int, fmt: str) -> int:
+    """Everything the job recorded about one owner: state, organization, projects, members,
+    permissions, billing, failures, the runs that touched it."""
+    click.echo(render_show(show_owner(options(ctx).engine(read_only=True), owner_id), fmt))
+    return exits.OK
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, help="How many runs, newest first.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def runs(ctx: click.Context, limit: int, fmt: str) -> int:
+    """The history of every invocation: runs, sweeps, rollbacks, and those with nothing to do or refused."""
+    history = transaction(options(ctx).engine(read_only=True), lambda conn: ledger.recent_runs(conn, limit))
+    click.echo(render_runs(history, fmt))
+    return exits.OK

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 
 import click
 
 from rollout import logs
 from rollout.cli import exits
-from rollout.cli.app import cli, options
+from rollout.cli.app import cli, on_terminal, options, plural, say
 from rollout.engine import ledger
 from rollout.errors import UsageError
 from rollout.operations.rollback import check_owner, rollback, wave_migrated_owners
-from rollout.render.table import printable
+from rollout.render.table import printable, to_json
 from rollout.render.views import render_rollback
 from rollout.seed import seed as seed_data
 from rollout.store.engine import make_engine, transaction
@@ -73,10 +72,10 @@ def seed(ctx: click.Context, owners: int, seed_value: int) -> int:
 
 @cli.command("rollback")
 @click.option("--owner", "owner_id", type=click.IntRange(1, 2**63 - 1), help="Roll back this owner.")
-@click.option("--wave", help="Roll back every owner this wave's runs migrated.")
+@click.option("--wave", help="Roll back every migrated owner `status` counts under this wave.")
 @click.option("--dry-run", is_flag=True, help="Print what would be undone; write nothing.")
 @click.option("--yes", is_flag=True, help="Roll a wave back without asking (needed off a terminal).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
 def rollback_command(
     ctx: click.Context, owner_id: int | None, wave: str | None, dry_run: bool, yes: bool, fmt: str
@@ -85,11 +84,12 @@ def rollback_command(
     asks first on a terminal; off a terminal it needs --yes."""
     if (owner_id is None) == (wave is None):
         raise UsageError("give exactly one of --owner ID or --wave W")
-    if wave is not None and not (dry_run or yes or sys.stdin.isatty()):
+    if wave is not None and not (dry_run or yes or on_terminal()):
         raise UsageError(
             f"rolling back wave {wave} undoes every owner it counts: add --yes, or --dry-run first"
         )
     opts = options(ctx)
+    plan = opts.plan(named=not (dry_run or on_terminal()))
     engine = opts.engine()
     logs.bind(opts.run_id, wave)
     owners: Iterable[int]
@@ -97,32 +97,54 @@ def rollback_command(
         check_owner(engine, owner_id)
         owners = [owner_id]
     else:
-        plan = opts.plan()
         selected = plan.wave(wave or "")
         if not (dry_run or yes):
             preview = rollback(
                 engine, wave_migrated_owners(engine, plan, selected), run_id=opts.run_id, dry_run=True
             )
             click.echo(render_rollback(preview, "table").splitlines()[0], err=True)
-            click.confirm(
-                f"Roll back these {len(preview.owners)} owners of wave {wave}?", abort=True, err=True
-            )
+            asked = f"Roll back these {plural(len(preview.owners), 'owner')} of wave {wave}?"
+            if not click.confirm(asked, err=True):
+                click.echo("nothing was rolled back", err=True)
+                return exits.OK
         owners = wave_migrated_owners(engine, plan, selected)
-    report = rollback(engine, owners, run_id=opts.run_id, dry_run=dry_run)
+    parameters = to_json({"owner_id": owner_id, "wave": wave})
+    report = rollback(
+        engine,
+        owners,
+        run_id=opts.run_id,
+        dry_run=dry_run,
+        wave=wave,
+        invocation=opts.invocation(plan, parameters),
+    )
     click.echo(render_rollback(report, fmt))
     if owner_id is not None and report.not_migrated:
-        click.echo(f"rollout: owner {owner_id} is not migrated by the job; nothing to roll back", err=True)
+        say(
+            f"rollout: owner {owner_id} is not migrated by the job; nothing to roll back",
+            "rollback.not_migrated",
+            level="warning",
+            owner_id=owner_id,
+        )
     for failed_owner, error in report.failed:
-        click.echo(f"  owner {failed_owner} could not be rolled back: {printable(error)}", err=True)
+        say(
+            f"  owner {failed_owner} could not be rolled back: {printable(error)}",
+            "rollback.owner_failed",
+            level="error",
+            owner_id=failed_owner,
+            error=error,
+        )
     return exits.FAILED if report.failed else exits.OK
 
 
 @cli.command()
-@click.option("--reason", help="Shown by status and by the runs it refuses.")
+@click.option(
+    "--reason", help="Shown by status and by the runs it refuses (default: the reason given before)."
+)
 @click.pass_context
 def pause(ctx: click.Context, reason: str | None) -> int:
     """Stop running workers after their batch; refuse new runs."""
-    transaction(options(ctx).engine(), lambda conn: ledger.set_paused(conn, True, reason))
+    opts = options(ctx)
+    transaction(opts.engine(), lambda conn: ledger.set_paused(conn, True, reason, opts.operator))
     click.echo(
         "paused: running workers stop after their current batch; new runs exit 4 until `rollout resume`"
     )
@@ -133,6 +155,7 @@ def pause(ctx: click.Context, reason: str | None) -> int:
 @click.pass_context
 def resume(ctx: click.Context) -> int:
     """Allow runs again after `rollout pause`."""
-    transaction(options(ctx).engine(), lambda conn: ledger.set_paused(conn, False, None))
+    opts = options(ctx)
+    transaction(opts.engine(), lambda conn: ledger.set_paused(conn, False, None, opts.operator))
     click.echo("resumed")
     return exits.OK

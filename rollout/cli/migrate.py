@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import Engine
 
 from rollout.cli import exits
-from rollout.cli.app import cli, duration, options, safe_url
+from rollout.cli.app import cli, duration, on_terminal, options, plural, safe_url, say
 from rollout.cli.outputs import writable
 from rollout.cli.progress import progress_bar
 from rollout.clock import utcnow
@@ -22,10 +22,10 @@ from rollout.engine.waveplan import Wave, WavePlan
 from rollout.errors import RolloutError, UsageError
 from rollout.operations import dryrun, metrics
 from rollout.operations import run as running
-from rollout.render.metrics import write_metrics
+from rollout.render.metrics import push_metrics, write_metrics
 from rollout.render.report import WRITERS, Context
-from rollout.render.table import printable
-from rollout.render.views import run_line
+from rollout.render.table import printable, to_json
+from rollout.render.views import run_dict, run_line
 
 log = structlog.get_logger("rollout.cli")
 
@@ -65,7 +65,7 @@ def write_dry_run(engine: Engine, plan: WavePlan, wave: Wave, fmt: str, output: 
     "fmt",
     type=click.Choice(["table", "json", "csv", "markdown"]),
     default=None,
-    help="Default: table on a terminal, json otherwise.",
+    show_default="table on a terminal, json otherwise",
 )
 @click.option(
     "--output",
@@ -83,12 +83,33 @@ def plan_command(ctx: click.Context, wave: str, fmt: str | None, output: Path | 
     fmt = fmt or ("table" if output is None and sys.stdout.isatty() else "json")
     totals = write_dry_run(engine, plan, selected, fmt, output)
     if output is not None:
-        click.echo(
-            f"{fmt} report of wave {wave} written to {output}: {totals.owners} owners to migrate, "
-            f"{totals.blocked} blocked",
-            err=True,
+        say(
+            f"{fmt} report of wave {wave} written to {output}: {plural(totals.owners, 'owner')} to migrate,"
+            f" {totals.blocked} blocked",
+            "report.written",
+            path=str(output),
+            format=fmt,
+            owners=totals.owners,
+            blocked=totals.blocked,
         )
     return exits.OK
+
+
+METRICS_FILE = click.option(
+    "--metrics-file", type=click.Path(path_type=Path, dir_okay=False), help="Prometheus textfile to write."
+)
+METRICS_PUSH = click.option(
+    "--metrics-push",
+    metavar="URL",
+    help="Prometheus Pushgateway to push the metrics to (grouped by job and wave): where no textfile collector runs.",
+)
+RESULT_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="The summary on stdout: a line, or a JSON object.",
+)
 
 
 @cli.command()
@@ -106,18 +127,28 @@ def plan_command(ctx: click.Context, wave: str, fmt: str | None, output: Path | 
     help="Migrate exactly the owners of an approved JSON report; drifted owners are skipped.",
 )
 @click.option(
-    "--auto", is_flag=True, help="Cron: the first wave that may run now, under a lock (exit 3 if held)."
+    "--auto", is_flag=True, help="Cron: the first wave that may run now, under a lease (exit 3 if held)."
 )
-@click.option("--batch-size", type=click.IntRange(1, 10_000), help="Owners per transaction (plan default).")
+@click.option(
+    "--batch-size", type=click.IntRange(1, 10_000), help="A fixed number of owners per transaction."
+)
 @click.option("--max-owners", type=click.IntRange(min=1), help="Stop after attempting this many owners.")
 @click.option("--time-budget", callback=duration, help="Stop between batches after this long, e.g. 50m.")
 @click.option("--retry-failed", is_flag=True, help="Also attempt owners that failed before.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, help="Only 1 for now (see README).")
-@click.option(
-    "--metrics-file", type=click.Path(path_type=Path, dir_okay=False), help="Prometheus textfile to write."
-)
+@METRICS_FILE
+@METRICS_PUSH
+@RESULT_FORMAT
 @click.pass_context
-def run(ctx: click.Context, /, workers: int, metrics_file: Path | None, **request: Any) -> int:
+def run(
+    ctx: click.Context,
+    /,
+    workers: int,
+    metrics_file: Path | None,
+    metrics_push: str | None,
+    fmt: str,
+    **request: Any,
+) -> int:
     """Migrate owners: a wave, one owner, an approved report, or whatever cron should do now."""
     if workers != 1:
         raise UsageError(
@@ -126,67 +157,130 @@ def run(ctx: click.Context, /, workers: int, metrics_file: Path | None, **reques
     asked = running.RunRequest(**request)
     writable(metrics_file, "metrics file")
     opts = options(ctx)
-    plan = opts.plan()
+    plan = opts.plan(named=asked.auto or not on_terminal())
     if asked.wave is not None:
         plan.wave(asked.wave)
     engine = opts.engine()
+    outputs = Metrics(engine, plan, metrics_file, metrics_push)
     try:
-        result = running.run(engine, plan, asked, run_id=opts.run_id, progress=progress_bar())
+        result = running.run(
+            engine,
+            plan,
+            asked,
+            run_id=opts.run_id,
+            progress=progress_bar(),
+            invocation=opts.invocation(plan, asked.parameters()),
+        )
     except RolloutError:
-        # A refused or halted run is what monitoring most needs to see (paused, lock held...).
-        _write_metrics(engine, plan, metrics_file, None)
+        # A refused or halted run is what monitoring most needs to see (paused, lease held...).
+        outputs.write(None)
         raise
-    _write_metrics(engine, plan, metrics_file, result)
+    outputs.write(result)
     if result.summary is None:
-        click.echo(f"nothing to do: {result.nothing_to_do}")
+        if fmt == "json":
+            click.echo(
+                to_json({"run_id": opts.run_id, "outcome": "nothing-to-do", "reason": result.nothing_to_do})
+            )
+        else:
+            click.echo(f"nothing to do: {result.nothing_to_do}")
         return exits.OK
-    return _report(result.summary)
+    if result.already_migrated:
+        shown = ", ".join(map(str, result.already_migrated[:20])) + (
+            " …" if len(result.already_migrated) > 20 else ""
+        )
+        say(
+            f"  {plural(len(result.already_migrated), 'owner')} of the report migrated already (another wave, or an"
+            f" earlier run of this report): {shown}",
+            "report.already_migrated",
+            owners=len(result.already_migrated),
+        )
+    return _report(result.summary, fmt)
 
 
 @cli.command("sweep")
 @click.option("--wave", help="Only the owners counted under this wave (default: every migrated owner).")
-@click.option("--batch-size", type=click.IntRange(1, 10_000), help="Owners per transaction (fixed).")
 @click.option(
-    "--metrics-file", type=click.Path(path_type=Path, dir_okay=False), help="Prometheus textfile to write."
+    "--batch-size", type=click.IntRange(1, 10_000), help="A fixed number of owners per transaction."
 )
+@METRICS_FILE
+@METRICS_PUSH
+@RESULT_FORMAT
 @click.pass_context
 def sweep_command(
-    ctx: click.Context, wave: str | None, batch_size: int | None, metrics_file: Path | None
+    ctx: click.Context,
+    wave: str | None,
+    batch_size: int | None,
+    metrics_file: Path | None,
+    metrics_push: str | None,
+    fmt: str,
 ) -> int:
     """Apply the migration's rules to what the platform wrote since owners were migrated: late
     projects, users with access who are not members, billing accounts left on the user."""
     writable(metrics_file, "metrics file")
     opts = options(ctx)
-    plan = opts.plan()
+    plan = opts.plan(named=not on_terminal())
     selected = plan.wave(wave) if wave is not None else None
     engine = opts.engine()
-    result = running.sweep(engine, plan, selected, run_id=opts.run_id, batch_size=batch_size)
-    _write_metrics(engine, plan, metrics_file, result)
+    parameters = to_json({"wave": wave, "batch_size": batch_size})
+    result = running.sweep(
+        engine,
+        plan,
+        selected,
+        run_id=opts.run_id,
+        batch_size=batch_size,
+        invocation=opts.invocation(plan, parameters),
+    )
+    Metrics(engine, plan, metrics_file, metrics_push).write(result)
     assert result.summary is not None
-    return _report(result.summary)
+    return _report(result.summary, fmt)
 
 
-def _report(summary: RunSummary) -> int:
-    click.echo(run_line(summary))
+def _report(summary: RunSummary, fmt: str) -> int:
+    click.echo(to_json(run_dict(summary)) if fmt == "json" else run_line(summary))
     for failed_owner, error in summary.failures:
-        click.echo(f"  owner {failed_owner} failed: {printable(error)}", err=True)
+        say(
+            f"  owner {failed_owner} failed: {printable(error)}",
+            "owner.failed",
+            level="error",
+            owner_id=failed_owner,
+            error=error,
+        )
     for drift in summary.drifted:
-        click.echo(f"  owner {drift.owner_id} drifted, skipped: {printable(drift.why)}", err=True)
+        say(
+            f"  owner {drift.owner_id} drifted, skipped: {printable(drift.why)}",
+            "owner.drifted",
+            level="warning",
+            owner_id=drift.owner_id,
+            why=drift.why,
+        )
     if summary.deferred:
         shown = ", ".join(map(str, summary.deferred[:20])) + (" …" if len(summary.deferred) > 20 else "")
-        click.echo(f"  deferred (rows held by other transactions; later runs try again): {shown}", err=True)
+        say(
+            f"  deferred (rows held by other transactions; later runs try again): {shown}",
+            "run.deferred",
+            level="warning",
+            owners=list(summary.deferred[:100]),
+        )
     if summary.outcome == "halted":
-        click.echo(f"rollout: halted: {summary.stop_text}", err=True)
+        say(f"rollout: halted: {summary.stop_text}", "run.halted", level="error", reason=summary.stop_text)
     return exits.for_run(summary)
 
 
-def _write_metrics(
-    engine: Engine, plan: WavePlan, path: Path | None, result: running.RunResult | None
-) -> None:
-    if path is None:
-        return
-    try:
-        write_metrics(path, metrics.snapshot(engine, plan, result))
-    except (RolloutError, OSError) as exc:
-        # The work is done and recorded: a metrics file that cannot be written is a warning.
-        log.warning("metrics.unwritten", path=str(path), error=str(exc))
+class Metrics:
+    """Where a command's metrics go: a textfile, a Pushgateway, both or neither."""
+
+    def __init__(self, engine: Engine, plan: WavePlan, path: Path | None, push: str | None) -> None:
+        self.engine, self.plan, self.path, self.push = engine, plan, path, push
+
+    def write(self, result: running.RunResult | None) -> None:
+        if self.path is None and self.push is None:
+            return
+        try:
+            snapshot = metrics.snapshot(self.engine, self.plan, result)
+            if self.path is not None:
+                write_metrics(self.path, snapshot)
+            if self.push is not None:
+                push_metrics(self.push, snapshot)
+        except (RolloutError, OSError) as exc:
+            # The work is done and recorded: metrics that cannot be written are a warning.
+            log.warning("metrics.unwritten", path=str(self.path), push=self.push, error=str(exc))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
 
 import click
 
+from rollout import logs
 from rollout.operations.run import ProgressFactory
 
 
@@ -18,6 +20,7 @@ class Bar:
         self._bar: Any = click.progressbar(
             length=total or 0,
             label="owners",
+            color=not os.environ.get("NO_COLOR"),
             file=sys.stderr,
             show_pos=True,
             show_eta=True,
@@ -26,6 +29,7 @@ class Bar:
         self._started = time.monotonic()
         self._done = 0
         self._bar.__enter__()
+        logs.bar_shown(True)
 
     def update(self, owners: int) -> None:
         self._done += owners
@@ -34,6 +38,7 @@ class Bar:
 
     def finish(self) -> None:
         self._bar.__exit__(None, None, None)
+        logs.bar_shown(False)
 
 
 def progress_bar() -> ProgressFactory | None:

@@ -97,6 +97,25 @@ class WaveCounts(Protocol):
     def complete(self) -> bool: ...
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """Who started a run and with what, as the run history keeps it."""
+
+    operator: str | None = None
+    parameters: str | None = None  # JSON of the command's options
+    plan_fingerprint: str | None = None  # sha256 of the plan file's bytes
+
+
+UNRECORDED = Invocation()
+
+
+@dataclass(frozen=True)
+class LastInvocations:
+    attempted_at: datetime | None
+    healthy_at: datetime | None
+    succeeded_at: datetime | None
+
+
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -104,7 +123,9 @@ def new_run_id() -> str:
 # -- runs
 
 
-def start_run(conn: Connection, run_id: str, *, mode: RunMode, wave: str | None) -> None:
+def start_run(
+    conn: Connection, run_id: str, *, mode: RunMode, wave: str | None, invocation: Invocation = UNRECORDED
+) -> None:
     """Records a new run, after marking runs whose heartbeat went stale as abandoned."""
     now = utcnow()
     queries.execute(conn, "abandon_stale_runs", stale_before=now - STALE_AFTER)
@@ -117,6 +138,33 @@ def start_run(conn: Connection, run_id: str, *, mode: RunMode, wave: str | None)
         host=socket.gethostname(),
         pid=os.getpid(),
         now=now,
+        **asdict(invocation),
+    )
+
+
+def record_invocation(
+    conn: Connection,
+    run_id: str,
+    *,
+    mode: RunMode,
+    wave: str | None,
+    outcome: RunOutcome,
+    message: str | None,
+    invocation: Invocation,
+) -> None:
+    """Records an invocation that ended before any batch (nothing to do, or refused)."""
+    queries.execute(
+        conn,
+        "insert_finished_run",
+        id=run_id,
+        mode=str(mode),
+        wave=wave,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        now=utcnow(),
+        outcome=str(outcome),
+        message=message,
+        **asdict(invocation),
     )
 
 
@@ -156,9 +204,14 @@ def recent_runs(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
     return runs
 
 
-def last_success(conn: Connection) -> datetime | None:
-    """When a run last finished successfully."""
-    return as_datetime(queries.scalar(conn, "last_success"))
+def last_invocations(conn: Connection) -> LastInvocations:
+    """When an invocation last started, last ended healthy, last succeeded (rollbacks aside)."""
+    row = queries.one(conn, "last_invocations")
+    if row is None:
+        return LastInvocations(None, None, None)
+    return LastInvocations(
+        as_datetime(row.attempted_at), as_datetime(row.healthy_at), as_datetime(row.succeeded_at)
+    )
 
 
 # -- owners: what a batch records with its work
@@ -335,9 +388,18 @@ def refuse_if_paused(conn: Connection) -> None:
         raise Halted(f"the rollout is paused ({switch.reason or 'no reason given'}); `rollout resume` first")
 
 
-def set_paused(conn: Connection, paused: bool, reason: str | None) -> None:
-    who = f"{os.environ.get('USER', 'unknown')}@{socket.gethostname()}"
-    queries.execute(conn, "set_control", paused=paused, reason=reason, now=utcnow(), changed_by=who)
+def set_paused(conn: Connection, paused: bool, reason: str | None, operator: str) -> None:
+    """Pauses or resumes; a pause without a reason keeps the reason given before."""
+    if paused and reason is None:
+        reason = control(conn).reason
+    queries.execute(
+        conn,
+        "set_control",
+        paused=paused,
+        reason=reason,
+        now=utcnow(),
+        changed_by=f"{operator}@{socket.gethostname()}",
+    )
 
 
 def get_meta(conn: Connection, key: str) -> str | None:

@@ -7,6 +7,7 @@ from the message alone.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -312,13 +313,13 @@ def _wave(path: Path, index: int, table: object) -> Wave:
     )
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> tuple[dict[str, Any], str]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the plan file: {exc.strerror or exc}") from None
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8")), "sha256:" + hashlib.sha256(raw).hexdigest()
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
@@ -327,7 +328,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 def load_plan(path: Path) -> WavePlan:
     """Read and validate a plan file; any problem is one `ConfigError` (exit code 2), never a partial plan."""
-    document = _read(path)
+    document, fingerprint = _read(path)
     for key in document:
         if key not in ("rollout", "waves"):
             raise ConfigError(
@@ -350,7 +351,7 @@ def load_plan(path: Path) -> WavePlan:
             )
         first_index[wave.name] = index
         waves.append(wave)
-    return WavePlan(path=path, settings=settings, waves=tuple(waves))
+    return WavePlan(path=path, settings=settings, waves=tuple(waves), fingerprint=fingerprint)
 
 
 @contextmanager

@@ -123,9 +123,11 @@ class Runner:
         gate: ReportGate | None = None,
         sweep: Callable[[], Iterable[int]] | None = None,
         lease: Lease | None = None,
+        invocation: ledger.Invocation = ledger.UNRECORDED,
     ) -> None:
         self.engine = engine
         self.lease = lease
+        self.invocation = invocation
         self.settings = settings
         self.run_id = run_id
         self.mode = mode
@@ -158,7 +160,7 @@ class Runner:
 
         def start(conn: Connection) -> None:
             ledger.refuse_if_paused(conn)
-            ledger.start_run(conn, self.run_id, mode=self.mode, wave=self.wave)
+            ledger.start_run(conn, self.run_id, mode=self.mode, wave=self.wave, invocation=self.invocation)
 
         transaction(self.engine, start)
         log.info("run.started", mode=str(self.mode), batch_size=self.sizer.size)

@@ -73,6 +73,7 @@ class RunMode(StrEnum):
     FROM_REPORT = "from-plan"
     AUTO = "auto"
     SWEEP = "sweep"
+    ROLLBACK = "rollback"
 
 
 class RunOutcome(StrEnum):
@@ -83,6 +84,8 @@ class RunOutcome(StrEnum):
     ABANDONED = "abandoned"  # its heartbeat went stale: the process died
     CRASHED = "crashed"
     THROTTLED = "throttled"  # the database stayed unhealthy longer than `max_throttle`; work kept
+    NOTHING_TO_DO = "nothing-to-do"  # `run --auto` found no wave that may run now (healthy)
+    REFUSED = "refused"  # did not start: paused, the `--auto` lease held, a wave over its budget
 
 
 class StopReason(StrEnum):

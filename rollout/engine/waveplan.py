@@ -139,6 +139,7 @@ class WavePlan:
     path: Path
     settings: RolloutSettings
     waves: tuple[Wave, ...]
+    fingerprint: str = ""  # sha256 of the file's bytes: which plan a run followed
 
     @property
     def wave_names(self) -> tuple[str, ...]:

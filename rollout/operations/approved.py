@@ -67,10 +67,15 @@ class ApprovedReport:
 
     def to_attempt(self, states: Mapping[int, OwnerState], *, retry_failed: bool) -> list[int]:
         """The report's owners a run attempts, given what the job recorded for them: as for a wave,
-        rolled-back owners wait for `run --owner` and failed ones for `--retry-failed`; owners an
-        earlier run of the report migrated are remembered so that they do not count as drifted."""
+        rolled-back owners wait for `run --owner` and failed ones for `--retry-failed`. Owners
+        migrated already (by another wave meanwhile, or an earlier run of this report) are not
+        attempted: `migrated_before` lists them, for the run to report."""
         self.migrated_before = {i for i, state in states.items() if state is OwnerState.MIGRATED}
-        return [i for i in self.owner_ids() if attempted_by_waves(states.get(i), retry_failed=retry_failed)]
+        return [
+            i
+            for i in self.owner_ids()
+            if i not in self.migrated_before and attempted_by_waves(states.get(i), retry_failed=retry_failed)
+        ]
 
     @staticmethod
     def _name_follows_rule(approved: dict[str, Any], owner: OwnerChanges) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine
 from rollout.engine import ledger
 from rollout.engine.batches import chunks, isolate
 from rollout.engine.selection import counts_as_migrated, migrated_owners
+from rollout.engine.states import RunMode, RunOutcome
 from rollout.engine.waveplan import Wave, WavePlan, bucket
 from rollout.errors import DatabaseUnavailable, PermissionDenied, UsageError, describe
 from rollout.store import queries
@@ -117,7 +118,14 @@ def wave_migrated_owners(engine: Engine, plan: WavePlan, wave: Wave) -> Iterator
 
 
 def rollback(
-    engine: Engine, owner_ids: Iterable[int], *, run_id: str, dry_run: bool, batch_size: int = 500
+    engine: Engine,
+    owner_ids: Iterable[int],
+    *,
+    run_id: str,
+    dry_run: bool,
+    batch_size: int = 500,
+    wave: str | None = None,
+    invocation: ledger.Invocation | None = None,
 ) -> RollbackReport:
     """Rolls owners back a batch per transaction; with `dry_run` every transaction is rolled back.
 
@@ -153,8 +161,21 @@ def rollback(
         report.failed.append((owner_id, error))
         log.error("rollback.owner_failed", owner_id=owner_id, error=error)
 
+    who = invocation if not dry_run else None  # a dry run writes nothing, not even history
+    if who is not None:
+        transaction(
+            engine,
+            lambda conn: ledger.start_run(conn, run_id, mode=RunMode.ROLLBACK, wave=wave, invocation=who),
+        )
     for batch in chunks(owner_ids, batch_size):
         isolate(batch, attempt, failed, passthrough=(DatabaseUnavailable, PermissionDenied))
+    if who is not None:
+        counts = ledger.RunCounts(
+            attempted=len(report.owners) + len(report.failed), failed=len(report.failed)
+        )
+        outcome = RunOutcome.FAILED if report.failed else RunOutcome.SUCCEEDED
+        message = f"rolled back {len(report.owners)} owners"
+        transaction(engine, lambda conn: ledger.finish_run(conn, run_id, outcome, counts, message))
     return report
 
 

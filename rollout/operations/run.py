@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from rollout import logs
 from rollout.clock import utcnow
 from rollout.engine import ledger
 from rollout.engine.runner import Limits, Progress, ReportGate, Runner, RunSummary
-from rollout.engine.selection import sweep_owners, wave_owners
-from rollout.engine.states import RunMode
+from rollout.engine.selection import WaveSelection, sweep_owners
+from rollout.engine.states import RunMode, RunOutcome
 from rollout.engine.tally import WaveStatus
 from rollout.engine.waveplan import RolloutSettings, Wave, WavePlan
-from rollout.errors import Halted, UsageError
+from rollout.errors import Halted, LockHeld, RolloutError, UsageError
 from rollout.operations.approved import ApprovedReport
 from rollout.operations.auto import choose
 from rollout.operations.status import current_waves
 from rollout.store import queries
 from rollout.store.engine import transaction
-from rollout.store.lock import Lease, auto_lock
+from rollout.store.lock import Lease, LockLost, auto_lock
 
 log = structlog.get_logger("rollout.run")
 
@@ -50,14 +52,34 @@ class RunRequest:
         if sum(chosen) != 1:
             raise UsageError("give exactly one of --wave W, --owner ID, --from-plan REPORT.json or --auto")
 
+    @property
+    def mode(self) -> RunMode:
+        if self.auto:
+            return RunMode.AUTO
+        if self.owner_id is not None:
+            return RunMode.OWNER
+        return RunMode.FROM_REPORT if self.from_plan is not None else RunMode.WAVE
+
+    def parameters(self) -> str:
+        """The request as the run history keeps it (JSON)."""
+        return json.dumps(
+            {
+                k: (str(v) if isinstance(v, Path | timedelta) else v)
+                for k, v in dataclasses.asdict(self).items()
+            },
+            sort_keys=True,
+        )
+
 
 @dataclass(frozen=True)
 class RunResult:
-    """A run's summary, or why there was nothing to run; with the waves' counts after a wave ran."""
+    """A run's summary, or why there was nothing to run; with the waves' counts after the run, and
+    for an approved report the owners it lists that were migrated already."""
 
     summary: RunSummary | None
     nothing_to_do: str | None = None
     waves: tuple[WaveStatus, ...] | None = None
+    already_migrated: tuple[int, ...] = ()
 
 
 def run(
@@ -67,30 +89,94 @@ def run(
     *,
     run_id: str,
     progress: ProgressFactory | None = None,
+    invocation: ledger.Invocation = ledger.UNRECORDED,
 ) -> RunResult:
     """Carries out a `rollout run`. `plan` may be None for one owner or a report (the defaults of
-    the `[rollout]` settings apply); a wave or `--auto` needs it."""
+    the `[rollout]` settings apply); a wave or `--auto` needs it. Every invocation is recorded in
+    the run history, one refused (paused, lease held, a wave over budget) or with nothing to do
+    included."""
+    mode = request.mode
+    try:
+        result = _run(engine, plan, request, run_id, progress, invocation)
+    except (Halted, LockHeld) as exc:
+        if not isinstance(exc, LockLost):
+            _record(engine, run_id, mode, request.wave, RunOutcome.REFUSED, str(exc), invocation)
+        raise
+    if result.summary is None:
+        _record(engine, run_id, mode, None, RunOutcome.NOTHING_TO_DO, result.nothing_to_do, invocation)
+    return result
+
+
+def _record(
+    engine: Engine,
+    run_id: str,
+    mode: RunMode,
+    wave: str | None,
+    outcome: RunOutcome,
+    message: str | None,
+    invocation: ledger.Invocation,
+) -> None:
+    def record(conn: Connection) -> None:
+        ledger.record_invocation(
+            conn, run_id, mode=mode, wave=wave, outcome=outcome, message=message, invocation=invocation
+        )
+
+    try:
+        transaction(engine, record)
+    except RolloutError as exc:  # the refusal itself is what the operator must see
+        log.warning("run.unrecorded", outcome=str(outcome), detail=str(exc))
+
+
+def _run(
+    engine: Engine,
+    plan: WavePlan | None,
+    request: RunRequest,
+    run_id: str,
+    progress: ProgressFactory | None,
+    invocation: ledger.Invocation,
+) -> RunResult:
     transaction(engine, ledger.refuse_if_paused)
     if request.owner_id is not None:
         owner_id = request.owner_id
         if transaction(engine, lambda conn: queries.one(conn, "user_exists", user_id=owner_id)) is None:
             raise UsageError(f"unknown owner {owner_id}: no such user")
-        runner = _runner(engine, _settings(plan, request), run_id, RunMode.OWNER, None, request)
-        return RunResult(runner.run([owner_id]))
+        runner = _runner(
+            engine, _settings(plan, request), run_id, RunMode.OWNER, None, request, invocation=invocation
+        )
+        return _dated(engine, plan, RunResult(runner.run([owner_id])))
     if request.from_plan is not None:
         report = ApprovedReport.read(request.from_plan)
         states = transaction(engine, lambda conn: ledger.owner_states(conn, report.owner_ids()))
         owners = report.to_attempt(states, retry_failed=request.retry_failed)
         runner = _runner(
-            engine, _settings(plan, request), run_id, RunMode.FROM_REPORT, report.wave, request, gate=report
+            engine,
+            _settings(plan, request),
+            run_id,
+            RunMode.FROM_REPORT,
+            report.wave,
+            request,
+            gate=report,
+            invocation=invocation,
         )
-        return RunResult(runner.run(owners))
+        summary = runner.run(owners)
+        return _dated(
+            engine, plan, RunResult(summary, already_migrated=tuple(sorted(report.migrated_before)))
+        )
     if plan is None:
         raise UsageError("a wave plan is needed to run a wave")
     if request.auto:
         with auto_lock(engine, run_id) as lease:
-            return _auto(engine, plan, request, run_id, progress, lease)
-    return run_wave(engine, plan, plan.wave(request.wave or ""), request, run_id, RunMode.WAVE, progress)
+            return _auto(engine, plan, request, run_id, progress, lease, invocation)
+    return run_wave(
+        engine,
+        plan,
+        plan.wave(request.wave or ""),
+        request,
+        run_id,
+        RunMode.WAVE,
+        progress,
+        invocation=invocation,
+    )
 
 
 def run_wave(
@@ -103,6 +189,7 @@ def run_wave(
     progress: ProgressFactory | None,
     before: list[WaveStatus] | None = None,
     lease: Lease | None = None,
+    invocation: ledger.Invocation = ledger.UNRECORDED,
 ) -> RunResult:
     """Runs a wave, then counts every wave once and dates the wave's completion if it is complete.
     `before`, the counts before the run, sizes the progress display (counted only for one)."""
@@ -111,23 +198,37 @@ def run_wave(
     tick = None
     if progress is not None:
         tick = progress(_to_attempt(before or current_waves(engine, plan), wave, request))
+    selection = WaveSelection(
+        engine, wave, settings.salt, retry_failed=request.retry_failed, max_owners=request.max_owners
+    )
+
+    def sweep() -> Iterable[int]:
+        # `--max-owners` left owners of the wave untried: the run is partial, its sweep waits.
+        return () if selection.cut else sweep_owners(engine, wave, settings.salt, migrated_before=started)
+
     runner = _runner(
         engine,
         settings,
         run_id,
         mode,
         wave.name,
-        request,
+        dataclasses.replace(request, max_owners=None),  # the selection counts it, blocked owners aside
         progress=tick,
-        sweep=lambda: sweep_owners(engine, wave, settings.salt, migrated_before=started),
+        sweep=sweep,
         lease=lease,
+        invocation=invocation,
     )
-    summary = runner.run(wave_owners(engine, wave, settings.salt, retry_failed=request.retry_failed))
+    return _dated(engine, plan, RunResult(runner.run(selection)))
+
+
+def _dated(engine: Engine, plan: WavePlan | None, result: RunResult) -> RunResult:
+    """Counts every wave once after a run (of any mode), and dates the completion of each wave
+    the run completed: soak counts from the run that completed a wave, whatever its mode."""
+    if plan is None:
+        return result
     after = current_waves(engine, plan)
-    transaction(
-        engine, lambda conn: ledger.record_completions(conn, [w for w in after if w.wave == wave.name])
-    )
-    return RunResult(summary, waves=tuple(after))
+    transaction(engine, lambda conn: ledger.record_completions(conn, after))
+    return dataclasses.replace(result, waves=tuple(after))
 
 
 def _auto(
@@ -137,6 +238,7 @@ def _auto(
     run_id: str,
     progress: ProgressFactory | None,
     lease: Lease,
+    invocation: ledger.Invocation,
 ) -> RunResult:
     waves = current_waves(engine, plan)
     transaction(engine, lambda conn: ledger.record_completions(conn, waves))
@@ -149,7 +251,9 @@ def _auto(
         return RunResult(None, decision.reason, tuple(waves))
     logs.bind(run_id, decision.wave.name)
     log.info("auto.chose", reason=decision.reason)
-    return run_wave(engine, plan, decision.wave, request, run_id, RunMode.AUTO, progress, waves, lease)
+    return run_wave(
+        engine, plan, decision.wave, request, run_id, RunMode.AUTO, progress, waves, lease, invocation
+    )
 
 
 def _to_attempt(waves: list[WaveStatus], wave: Wave, request: RunRequest) -> int | None:
@@ -179,6 +283,7 @@ def _runner(
     progress: Progress | None = None,
     sweep: Callable[[], Iterable[int]] | None = None,
     lease: Lease | None = None,
+    invocation: ledger.Invocation = ledger.UNRECORDED,
 ) -> Runner:
     logs.bind(run_id, wave)
     return Runner(
@@ -192,18 +297,28 @@ def _runner(
         progress=progress,
         sweep=sweep,
         lease=lease,
+        invocation=invocation,
     )
 
 
 def sweep(
-    engine: Engine, plan: WavePlan, wave: Wave | None, *, run_id: str, batch_size: int | None
+    engine: Engine,
+    plan: WavePlan,
+    wave: Wave | None,
+    *,
+    run_id: str,
+    batch_size: int | None,
+    invocation: ledger.Invocation = ledger.UNRECORDED,
 ) -> RunResult:
     """`rollout sweep`: the owners migrated before (all, or a wave's) for whom the platform wrote
     what the migration's rules handle, migrated again for exactly that."""
-    transaction(engine, ledger.refuse_if_paused)
-    request = RunRequest(wave=wave.name if wave is not None else "", batch_size=batch_size)
+    name = wave.name if wave is not None else None
+    try:
+        transaction(engine, ledger.refuse_if_paused)
+    except Halted as exc:
+        _record(engine, run_id, RunMode.SWEEP, name, RunOutcome.REFUSED, str(exc), invocation)
+        raise
+    request = RunRequest(wave=name or "", batch_size=batch_size)
     settings = _settings(plan, request)
-    runner = _runner(
-        engine, settings, run_id, RunMode.SWEEP, wave.name if wave is not None else None, request
-    )
+    runner = _runner(engine, settings, run_id, RunMode.SWEEP, name, request, invocation=invocation)
     return RunResult(runner.run(sweep_owners(engine, wave, settings.salt)))

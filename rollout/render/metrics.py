@@ -1,72 +1,101 @@
-"""`--metrics-file PATH.prom`: a Prometheus textfile-collector file, written atomically."""
+"""The metrics of an invocation: a Prometheus textfile (node_exporter's collector; written whole
+through a temporary file) or a push to a Pushgateway (where no collector runs, in a pod)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
 from rollout.operations.metrics import MetricsSnapshot
 
+STATES = ("migrated", "failed", "blocked", "rolled_back", "deferred", "remaining")
 
-def write_metrics(path: Path, snapshot: MetricsSnapshot) -> None:
-    """Owners by wave and state, the run's figures, the last success; the file is replaced whole
-    (prometheus_client writes a temporary file and renames it)."""
+
+def registry_of(snapshot: MetricsSnapshot) -> CollectorRegistry:
+    """Every gauge of a snapshot."""
     registry = CollectorRegistry()
-    owners = Gauge("rollout_owners", "Owners per wave and state.", ["wave", "state"], registry=registry)
-    complete = Gauge("rollout_wave_complete", "1 when the wave is complete.", ["wave"], registry=registry)
+
+    def gauge(name: str, help_text: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, help_text, list(labels), registry=registry)
+
+    owners = gauge("rollout_owners", "Owners of each wave by state.", ("wave", "state"))
+    selected = gauge("rollout_wave_selected_owners", "Owners each wave selects (all states).", ("wave",))
+    complete = gauge("rollout_wave_complete", "1 when the wave is complete.", ("wave",))
+    left = gauge(
+        "rollout_estimated_seconds_left", "Remaining owners of each wave at the newest run's rate.", ("wave",)
+    )
     for w in snapshot.waves:
-        for state, value in (
-            ("selected", w.selected),
-            ("migrated", w.migrated),
-            ("failed", w.failed),
-            ("blocked", w.blocked),
-            ("rolled_back", w.rolled_back),
-            ("deferred", w.deferred),
-            ("remaining", w.remaining),
-        ):
-            owners.labels(w.wave, state).set(value)
+        for state in STATES:
+            owners.labels(w.wave, state).set(getattr(w, state))
+        selected.labels(w.wave).set(w.selected)
         complete.labels(w.wave).set(int(w.complete))
-    run_owners = Gauge(
-        "rollout_run_owners", "Owners of the last run by outcome.", ["outcome"], registry=registry
+        if snapshot.rate:
+            left.labels(w.wave).set(round((w.remaining + w.deferred) / snapshot.rate, 1))
+
+    nxt = snapshot.next_wave
+    current = gauge(
+        "rollout_current_wave", "1 for the first incomplete wave, the one --auto works on.", ("wave",)
     )
-    duration = Gauge("rollout_run_duration_seconds", "Wall time of the last run.", registry=registry)
-    batches = Gauge("rollout_run_batches", "Batches committed by the last run.", registry=registry)
-    failures = Gauge("rollout_run_failures", "Owners that failed in the last run.", registry=registry)
-    throttled = Gauge(
-        "rollout_run_throttled_seconds",
-        "Time the last run waited for the database's health.",
-        registry=registry,
+    not_before = gauge(
+        "rollout_next_wave_not_before_timestamp_seconds",
+        "When the first incomplete wave may start.",
+        ("wave",),
     )
-    time_left = Gauge(
-        "rollout_estimated_seconds_left",
-        "Remaining owners of each wave at the newest run's rate.",
-        ["wave"],
-        registry=registry,
+    soak_until = gauge(
+        "rollout_next_wave_soak_until_timestamp_seconds",
+        "When the wave before the first incomplete one ends its soak.",
+        ("wave",),
     )
-    if snapshot.rate:
-        for w in snapshot.waves:
-            time_left.labels(w.wave).set(round((w.remaining + w.deferred) / snapshot.rate, 1))
+    if nxt is not None:
+        current.labels(nxt.wave).set(1)
+        if nxt.not_before is not None:
+            not_before.labels(nxt.wave).set(nxt.not_before.timestamp())
+        if nxt.soak_until is not None:
+            soak_until.labels(nxt.wave).set(nxt.soak_until.timestamp())
+
+    last = snapshot.last
+    for name, help_text, moment in (
+        ("rollout_last_attempt_timestamp_seconds", "When an invocation last started.", last.attempted_at),
+        (
+            "rollout_last_healthy_timestamp_seconds",
+            "When an invocation last ended healthy (a success, or nothing to do).",
+            last.healthy_at,
+        ),
+        ("rollout_last_success_timestamp_seconds", "When a run last succeeded.", last.succeeded_at),
+    ):
+        metric = gauge(name, help_text)
+        if moment is not None:
+            metric.set(moment.timestamp())
+    gauge("rollout_paused", "1 while the rollout is paused.").set(int(snapshot.paused))
+
+    run_owners = gauge("rollout_run_owners", "Owners of the last run by outcome.", ("outcome",))
+    duration = gauge("rollout_run_duration_seconds", "Wall time of the last run.")
+    rate = gauge("rollout_run_owners_per_second", "Owners the last run concluded per second.")
+    batches = gauge("rollout_run_batches", "Batches committed by the last run.")
+    failures = gauge("rollout_run_failures", "Owners that failed in the last run.")
+    throttled = gauge("rollout_run_throttled_seconds", "Time the last run waited for the database's health.")
     summary = snapshot.summary
     if summary is not None:
         c = summary.counts
-        for name, value in (
-            ("migrated", c.migrated),
-            ("failed", c.failed),
-            ("blocked", c.blocked),
-            ("drifted", c.drifted),
-            ("deferred", c.deferred),
-        ):
-            run_owners.labels(name).set(value)
+        for outcome in ("migrated", "failed", "blocked", "drifted", "deferred", "swept"):
+            run_owners.labels(outcome).set(getattr(c, outcome))
         duration.set(summary.duration_s)
+        rate.set(round(c.attempted / summary.duration_s, 2) if summary.duration_s else 0)
         batches.set(c.batches)
         failures.set(c.failed)
         throttled.set(round(c.throttled_seconds, 1))
-    last_success = Gauge(
-        "rollout_last_success_timestamp_seconds", "When a run last succeeded.", registry=registry
+    return registry
+
+
+def write_metrics(path: Path, snapshot: MetricsSnapshot) -> None:
+    """Replaces the textfile whole (prometheus_client writes a temporary file and renames it)."""
+    write_to_textfile(str(path), registry_of(snapshot))
+
+
+def push_metrics(url: str, snapshot: MetricsSnapshot) -> None:
+    """Pushes to a Pushgateway, grouped by job and by the wave the rollout is at."""
+    wave = snapshot.next_wave.wave if snapshot.next_wave is not None else "complete"
+    push_to_gateway(
+        url, job="rollout", grouping_key={"wave": wave}, registry=registry_of(snapshot), timeout=10
     )
-    if snapshot.last_success is not None:
-        last_success.set(snapshot.last_success.timestamp())
-    paused = Gauge("rollout_paused", "1 while the rollout is paused.", registry=registry)
-    paused.set(int(snapshot.paused))
-    write_to_textfile(str(path), registry)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from wcwidth import wcswidth
 
 # Characters a terminal or an editor acts on instead of showing: C0 and C1 controls (escape
 # sequences, line breaks), DEL, and the bidirectional overrides that reorder what is shown.
@@ -27,11 +28,9 @@ def _escape(char: str) -> str:
 
 
 def width(text: str) -> int:
-    """Columns a string takes on a terminal: East Asian wide characters take two, combining marks none."""
-    return sum(
-        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
-        for c in text
-    )
+    """Columns a string takes on a terminal (wcwidth: wide CJK and emoji take two, combining marks
+    none); a text `printable` made has no control character left to make it negative."""
+    return max(wcswidth(text), 0)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -4,14 +4,17 @@ JSON for machines. Pure functions of the results."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from rollout.engine.runner import RunSummary
 from rollout.engine.tally import WaveStatus
 from rollout.operations.rollback import RollbackReport
+from rollout.operations.show import OwnerStory
 from rollout.operations.status import Status
 from rollout.operations.verify import Cause, VerifyReport
-from rollout.render.table import table, to_json
+from rollout.render.table import printable, table, to_json
+from rollout.store.dialect import as_datetime
 
 
 def run_line(summary: RunSummary) -> str:
@@ -31,11 +34,29 @@ def run_line(summary: RunSummary) -> str:
     return line
 
 
+def run_dict(summary: RunSummary) -> dict[str, Any]:
+    """The summary `run --format json` prints."""
+    return {
+        "run_id": summary.run_id,
+        "outcome": str(summary.outcome),
+        "stopped_by": summary.stop_text,
+        **dataclasses.asdict(summary.counts),
+        "duration_s": summary.duration_s,
+        "failures": [{"owner_id": o, "error": e} for o, e in summary.failures],
+        "drifted": [{"owner_id": d.owner_id, "why": d.why} for d in summary.drifted],
+        "deferred": list(summary.deferred),
+    }
+
+
 def status_dict(status: Status) -> dict[str, Any]:
     return {
         "waves": [dataclasses.asdict(w) | {"complete": w.complete} for w in status.waves],
         "paused": status.control.paused,
         "pause_reason": status.control.reason,
+        "paused_by": status.control.changed_by,
+        "paused_at": status.control.changed_at.isoformat(timespec="seconds")
+        if status.control.paused and status.control.changed_at
+        else None,
         "runs": list(status.runs),
         "failed_owners": list(status.failed_owners),
         "unknown_owners": {wave: list(ids) for wave, ids in status.unknown_owners.items()},
@@ -52,7 +73,7 @@ def render_status(status: Status, fmt: str) -> str:
     if fmt == "json":
         return to_json(status_dict(status))
     parts = [
-        "PAUSED: " + (status.control.reason or "no reason given") if status.control.paused else "Not paused.",
+        _pause_line(status),
         "",
         table(
             [
@@ -82,24 +103,8 @@ def render_status(status: Status, fmt: str) -> str:
             ],
         ),
         "",
-        "Recent runs:",
-        table(
-            ["run", "mode", "wave", "started", "finished", "outcome", "migrated", "failed", "blocked"],
-            [
-                [
-                    r["id"],
-                    r["mode"],
-                    r["wave"],
-                    r["started_at"],
-                    r["finished_at"],
-                    r["outcome"] or "running",
-                    r["migrated"],
-                    r["failed"],
-                    r["blocked"],
-                ]
-                for r in status.runs
-            ],
-        ),
+        "Recent runs (`rollout runs` for more):",
+        runs_table(status.runs),
     ]
     for wave, ids in status.unknown_owners.items():
         parts += ["", f"Wave {wave} lists owners that are not users: {', '.join(map(str, ids))}."]
@@ -113,6 +118,135 @@ def render_status(status: Status, fmt: str) -> str:
             ),
         ]
     return "\n".join(parts)
+
+
+def _pause_line(status: Status) -> str:
+    control = status.control
+    if not control.paused:
+        return "Not paused."
+    when = control.changed_at.isoformat(timespec="seconds") if control.changed_at else "an unknown time"
+    return f"PAUSED by {control.changed_by or 'unknown'} at {when}: {control.reason or 'no reason given'}"
+
+
+def _seconds(value: Any) -> str:
+    """An ISO time to the second, as people read it."""
+    return str(value)[:19].replace("T", " ") if value else ""
+
+
+def _duration(run: dict[str, Any]) -> float | None:
+    started, finished = as_datetime(run.get("started_at")), as_datetime(run.get("finished_at"))
+    return (finished - started).total_seconds() if started and finished else None
+
+
+def runs_table(runs: Iterable[dict[str, Any]]) -> str:
+    """The run history, newest first: what ran, by whom, how it ended, how fast."""
+    rows = []
+    for r in runs:
+        took = _duration(r)
+        rate = round(r["attempted"] / took, 1) if took and r["attempted"] else None
+        rows.append(
+            [
+                r["id"],
+                r["mode"],
+                r["wave"] or "",
+                r.get("operator") or "",
+                _seconds(r["started_at"]),
+                f"{took:.0f}" if took is not None else "",
+                r["outcome"] or "running",
+                r["migrated"],
+                r["failed"],
+                r["blocked"],
+                r.get("deferred", 0),
+                rate if rate is not None else "",
+            ]
+        )
+    headers = ["run", "mode", "wave", "operator", "started (UTC)", "seconds", "outcome", "migrated", "failed"]
+    return table([*headers, "blocked", "deferred", "owners/s"], rows)
+
+
+def render_runs(runs: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return to_json([r | {"duration_s": _duration(r)} for r in runs])
+    return runs_table(runs) if runs else "No runs yet."
+
+
+def render_show(story: OwnerStory, fmt: str) -> str:
+    """`rollout show --owner ID`."""
+    if fmt == "json":
+        return to_json(dataclasses.asdict(story))
+    org = story.organization
+    lines = [
+        f"Owner {story.owner_id} ({story.username}){' — user deleted' if story.user_deleted else ''}",
+        f"  state: {story.state or 'never touched by the job'}"
+        + (f", wave {story.wave}" if story.wave else "")
+        + (f", run {story.run_id}" if story.run_id else "")
+        + (f", migrated {story.migrated_at}" if story.migrated_at else "")
+        + (f", updated {story.updated_at}" if story.updated_at else ""),
+    ]
+    if org is not None:
+        how = "created by the job" if org["created_by_job"] else "reused (it existed)"
+        now = "" if org["exists"] else " — it no longer exists"
+        lines.append(f"  organization: {org['id']} {org['name']} ({how}){now}")
+    if story.blocked_reason:
+        lines.append(f"  blocked: {story.blocked_reason}")
+    if story.last_error:
+        lines.append(f"  last error ({story.failed_attempts} failed attempts): {story.last_error}")
+    if story.billing_account is not None:
+        b = story.billing_account
+        where = (
+            f"organization {b['organization_id_now']}"
+            if b["organization_id_now"]
+            else f"user {b['user_id_now']}"
+        )
+        lines.append(f"  billing account {b['id']} moved; now on {where}")
+    if story.legacy_projects_now:
+        lines.append(f"  legacy projects now: {', '.join(story.legacy_projects_now)}")
+    parts = ["\n".join(printable(line) for line in lines)]
+    if story.projects:
+        parts.append(
+            "Projects moved:\n"
+            + table(
+                ["project", "moved into", "organization now", "access unchanged", "run", "access digest"],
+                [
+                    [
+                        p["project_id"],
+                        p["moved_into"],
+                        p["organization_now"],
+                        "yes" if p["access_unchanged"] else "NO",
+                        p["run_id"],
+                        p["access_digest"][:16],
+                    ]
+                    for p in story.projects
+                ],
+            )
+        )
+    if story.members_added or story.permissions_added:
+        parts.append(
+            "Members and permissions the job added:\n"
+            + table(
+                ["user", "added", "still there", "run"],
+                [
+                    [m["user_id"], "membership", "yes" if m["still_member"] else "no", m["run_id"]]
+                    for m in story.members_added
+                ]
+                + [
+                    [p["user_id"], f"permission {p['permission']}", "", p["run_id"]]
+                    for p in story.permissions_added
+                ],
+            )
+        )
+    if story.runs:
+        parts.append(
+            "Runs that touched this owner:\n"
+            + table(
+                ["run", "mode", "wave", "operator", "started (UTC)", "outcome"],
+                [
+                    [r["id"], r["mode"], r["wave"], r["operator"], _seconds(r["started_at"]), r["outcome"]]
+                    for r in story.runs
+                ],
+            )
+        )
+    return "\n\n".join(parts)
 
 
 def render_verify(report: VerifyReport, fmt: str) -> str:

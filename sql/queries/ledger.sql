@@ -120,8 +120,15 @@ ON CONFLICT (owner_id) DO UPDATE SET
 SELECT owner_id, state FROM rollout_owners WHERE owner_id IN :owner_ids;
 
 -- name: insert_run
-INSERT INTO rollout_runs (id, mode, wave, host, pid, started_at, heartbeat_at)
-VALUES (:id, :mode, :wave, :host, :pid, :now, :now);
+INSERT INTO rollout_runs (id, mode, wave, host, pid, started_at, heartbeat_at, operator, parameters, plan_fingerprint)
+VALUES (:id, :mode, :wave, :host, :pid, :now, :now, :operator, :parameters, :plan_fingerprint);
+
+-- name: insert_finished_run
+-- An invocation that ended before any batch: nothing to do, or refused (paused, lease held, budget).
+INSERT INTO rollout_runs (id, mode, wave, host, pid, started_at, heartbeat_at, finished_at, outcome, message,
+                          operator, parameters, plan_fingerprint)
+VALUES (:id, :mode, :wave, :host, :pid, :now, :now, :now, :outcome, :message, :operator, :parameters,
+        :plan_fingerprint);
 
 -- name: heartbeat_run
 UPDATE rollout_runs
@@ -146,7 +153,8 @@ WHERE finished_at IS NULL AND heartbeat_at < :stale_before;
 
 -- name: recent_runs
 SELECT id, mode, wave, host, pid, started_at, heartbeat_at, finished_at, outcome,
-       attempted, migrated, failed, blocked, drifted, deferred, swept, batches, throttled_seconds, message
+       attempted, migrated, failed, blocked, drifted, deferred, swept, batches, throttled_seconds, message,
+       operator, parameters, plan_fingerprint
 FROM rollout_runs
 ORDER BY started_at DESC
 LIMIT :limit;
@@ -170,5 +178,47 @@ ON CONFLICT (wave) DO UPDATE SET migrated = excluded.migrated, failed = excluded
 -- name: completed_waves
 SELECT wave, completed_at, migrated, failed, blocked FROM rollout_waves;
 
--- name: last_success
-SELECT MAX(finished_at) FROM rollout_runs WHERE outcome = 'succeeded';
+-- name: last_invocations
+-- When an invocation last started, and when one last ended healthy: a success, nothing to do, or
+-- stopped by its time budget (also a success).
+SELECT MAX(started_at) AS attempted_at,
+       MAX(CASE WHEN outcome IN ('succeeded', 'nothing-to-do') THEN finished_at END) AS healthy_at,
+       MAX(CASE WHEN outcome = 'succeeded' AND mode <> 'rollback' THEN finished_at END) AS succeeded_at
+FROM rollout_runs
+WHERE mode <> 'rollback';
+
+-- name: owner_record
+-- What the ledger holds on one owner, for `rollout show`.
+SELECT r.owner_id, r.state, r.wave, r.run_id, r.organization_id, r.organization_name, r.organization_created,
+       r.billing_account_id, r.reason, r.error, r.attempts, r.migrated_at, r.updated_at,
+       u.username, u.deleted_at, o.name AS organization_now, b.user_id AS billing_user_id,
+       b.organization_id AS billing_organization_id
+FROM users u
+LEFT JOIN rollout_owners r ON r.owner_id = u.id
+LEFT JOIN organizations o ON o.id = r.organization_id
+LEFT JOIN billing_accounts b ON b.id = r.billing_account_id
+WHERE u.id = :owner_id;
+
+-- name: owner_moved_projects
+SELECT m.project_id, m.organization_id, m.run_id, m.access_digest, p.organization_id AS organization_now
+FROM rollout_moved_projects m
+LEFT JOIN projects p ON p.id = m.project_id
+WHERE m.owner_id = :owner_id
+ORDER BY m.project_id;
+
+-- name: owner_added_members
+SELECT a.user_id, a.run_id, m.user_id IS NOT NULL AS still_member
+FROM rollout_added_members a
+LEFT JOIN organization_members m ON m.organization_id = a.organization_id AND m.user_id = a.user_id
+WHERE a.owner_id = :owner_id
+ORDER BY a.user_id;
+
+-- name: owner_added_permissions
+SELECT user_id, permission, run_id FROM rollout_added_permissions WHERE owner_id = :owner_id ORDER BY user_id, permission;
+
+-- name: runs_of
+-- The runs that touched an owner, newest first (its current run, and the runs of its records).
+SELECT id, mode, wave, started_at, finished_at, outcome, operator
+FROM rollout_runs
+WHERE id IN :run_ids
+ORDER BY started_at DESC;

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.support import Platform, inject_failure, rollout, scalar, snapshot, write_plan
+from tests.support import Platform, errors, events, inject_failure, rollout, scalar, snapshot, write_plan
 
 PLAN = """
 [rollout]
@@ -39,10 +39,6 @@ def platform(engine: Engine) -> Engine:
             p.user(owner, deleted=(owner == 4))
             p.project(f"p{owner}", owner, access={100: "viewer"}, environments={"production": {100: "admin"}})
     return engine
-
-
-def events(stderr: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
 
 
 def test_a_wave_end_to_end_with_status_and_verify(platform: Engine, db_url: str, plan: Path) -> None:
@@ -121,7 +117,10 @@ def test_usage_errors_exit_2_with_one_line_and_write_nothing(
     before = snapshot(platform, ("projects", "organizations", "rollout_runs", "rollout_owners"))
     result = rollout(*args, db_url=db_url, plan=plan)
     assert result.returncode == 2, (result.stdout, result.stderr)
-    error_lines = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    # Off a terminal the error is one JSON event, with the exit code; every line is JSON.
+    assert len(events(result.stderr)) == len(result.stderr.splitlines())
+    error_lines = errors(result.stderr)
+    assert [e["exit_code"] for e in events(result.stderr) if e["event"] == "rollout.error"] == [2]
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr
     assert snapshot(platform, tuple(before)) == before
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from rollout.operations.dryrun import fingerprint_of
-from tests.support import Platform, rollout, scalar, write_plan
+from tests.support import Platform, errors, rollout, scalar, write_plan
 
 SECRET = "S3cr3tPW"
 PLAN = '[rollout]\nbatch_size = 10\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
@@ -63,8 +63,8 @@ def test_outputs_are_checked_before_the_first_batch(engine: Engine, db_url: str,
     ):
         result = rollout(*args, db_url=db_url, plan=plan)
         assert result.returncode == 2, (args, result.stderr)
-        errors = [line for line in result.stderr.splitlines() if not line.startswith("{")]
-        assert len(errors) == 1 and ("cannot write" in errors[0] or "is a directory" in errors[0]), errors
+        said = errors(result.stderr)
+        assert len(said) == 1 and ("cannot write" in said[0] or "is a directory" in said[0]), said
     assert scalar(engine, "SELECT COUNT(*) FROM rollout_runs") == 0
     assert scalar(engine, "SELECT COUNT(*) FROM organizations") == 0
 

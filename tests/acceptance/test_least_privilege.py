@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from tests.support import Platform, rollout, scalar, write_plan
+from tests.support import Platform, errors, rollout, scalar, write_plan
 
 PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
 
@@ -84,7 +84,7 @@ def test_a_read_only_role_reads_and_is_refused_writing_with_one_line(
         assert result.returncode == 0, (args, result.stderr[-800:])
     refused = rollout("run", "--wave", "everyone", db_url=as_role, plan=plan)
     assert refused.returncode == 2, refused.stderr
-    errors = [line for line in refused.stderr.splitlines() if not line.startswith("{")]
-    assert len(errors) == 1 and "permission denied" in errors[0] and "rollout db grants" in errors[0]
+    said = errors(refused.stderr)
+    assert len(said) == 1 and "permission denied" in said[0] and "rollout db grants" in said[0]
     assert "internal error" not in refused.stderr
     assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL") == 0

@@ -143,7 +143,9 @@ def test_a_second_auto_run_exits_3_while_the_lock_is_held(engine: Engine, db_url
         held = rollout("run", "--auto", db_url=db_url, plan=plan)
     assert held.returncode == 3, held.stderr
     assert "run another-run" in held.stderr
-    assert scalar(engine, "SELECT COUNT(*) FROM rollout_runs") == 0
+    # Refused, and recorded as such in the run history; no owner touched.
+    assert scalar(engine, "SELECT outcome FROM rollout_runs") == "refused"
+    assert scalar(engine, "SELECT COUNT(*) FROM rollout_owners") == 0
     free = rollout("run", "--auto", db_url=db_url, plan=plan)
     assert free.returncode == 0, free.stderr
     assert "20 migrated" in free.stdout

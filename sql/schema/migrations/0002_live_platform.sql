@@ -1,12 +1,18 @@
 -- Revision 0002: living beside a busy platform. Owners whose rows another transaction holds are
--- deferred (a state); runs record deferred and swept owners, the time they spent throttled, and a new outcome
+-- deferred (a state); runs record deferred and swept owners, the time they spent throttled, who
+-- started them, with what and which plan, and outcomes for an invocation with nothing to do or refused, and a new outcome
 -- for a run that stayed throttled too long; every batch is recorded.
 
 ALTER TABLE rollout_runs DROP CONSTRAINT rollout_runs_outcome_check;
-ALTER TABLE rollout_runs ADD CONSTRAINT rollout_runs_outcome_check CHECK (outcome IN ('succeeded', 'failed', 'interrupted', 'halted', 'abandoned', 'crashed', 'throttled'));
+ALTER TABLE rollout_runs ADD CONSTRAINT rollout_runs_outcome_check CHECK (outcome IN ('succeeded', 'failed', 'interrupted', 'halted', 'abandoned', 'crashed', 'throttled', 'nothing-to-do', 'refused'));
 ALTER TABLE rollout_runs ADD COLUMN deferred INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rollout_runs ADD COLUMN swept INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE rollout_runs ADD COLUMN throttled_seconds DOUBLE PRECISION NOT NULL DEFAULT 0;
+-- Every invocation is recorded (a run, one with nothing to do, one refused, a rollback, a sweep):
+-- who ran it, with what, against which plan.
+ALTER TABLE rollout_runs ADD COLUMN operator TEXT NULL;
+ALTER TABLE rollout_runs ADD COLUMN parameters TEXT NULL;
+ALTER TABLE rollout_runs ADD COLUMN plan_fingerprint TEXT NULL;
 
 ALTER TABLE rollout_owners DROP CONSTRAINT rollout_owners_state_check;
 ALTER TABLE rollout_owners ADD CONSTRAINT rollout_owners_state_check CHECK (state IN ('pending', 'migrated', 'failed', 'blocked', 'rolled-back', 'deferred'));

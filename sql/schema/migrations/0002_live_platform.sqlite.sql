@@ -10,7 +10,7 @@ CREATE TABLE rollout_runs_0002 (
     started_at        TIMESTAMPTZ NOT NULL,
     heartbeat_at      TIMESTAMPTZ NOT NULL,
     finished_at       TIMESTAMPTZ NULL,
-    outcome           TEXT NULL CHECK (outcome IN ('succeeded', 'failed', 'interrupted', 'halted', 'abandoned', 'crashed', 'throttled')),
+    outcome           TEXT NULL CHECK (outcome IN ('succeeded', 'failed', 'interrupted', 'halted', 'abandoned', 'crashed', 'throttled', 'nothing-to-do', 'refused')),
     attempted         INTEGER NOT NULL DEFAULT 0,
     migrated          INTEGER NOT NULL DEFAULT 0,
     failed            INTEGER NOT NULL DEFAULT 0,
@@ -20,7 +20,10 @@ CREATE TABLE rollout_runs_0002 (
     message           TEXT NULL,
     deferred          INTEGER NOT NULL DEFAULT 0,
     swept             INTEGER NOT NULL DEFAULT 0,
-    throttled_seconds DOUBLE PRECISION NOT NULL DEFAULT 0
+    throttled_seconds DOUBLE PRECISION NOT NULL DEFAULT 0,
+    operator          TEXT NULL,
+    parameters        TEXT NULL,
+    plan_fingerprint  TEXT NULL
 );
 INSERT INTO rollout_runs_0002 (id, mode, wave, host, pid, started_at, heartbeat_at, finished_at, outcome,
                                attempted, migrated, failed, blocked, drifted, batches, message)

@@ -8,7 +8,7 @@ RUNTIME_STAMP ?= $(VENV)/.runtime
 TEST_STAMP ?= $(VENV)/.test
 DEV_STAMP ?= $(VENV)/.dev
 
-.PHONY: demo test lint bench constraints clean
+.PHONY: demo test lint bench readme constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ lint: $(DEV_STAMP)
 ## bench: speed against a set-based SQL yardstick, and manners beside a busy platform (PostgreSQL)
 bench: $(TEST_STAMP)
 	$(BIN)/python -m tests.bench.bench
+
+## readme: regenerate the README's table of options and environment variables from the CLI
+readme: $(RUNTIME_STAMP)
+	$(BIN)/python -m rollout.cli.reference README.md
 
 ## constraints: re-pin every dependency after a change to pyproject.toml's dependencies
 constraints: $(DEV_STAMP)

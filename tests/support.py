@@ -201,8 +201,10 @@ def rollout(
     env: dict[str, str] | None = None,
     check: bool = False,
     timeout: float = 300,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """The real `rollout` command in a subprocess, with JSON logs on stderr."""
+    """The real `rollout` command in a subprocess, with JSON logs on stderr, run in the checkout
+    (or in `cwd`)."""
     command = [sys.executable, "-m", "rollout", "--database-url", db_url]
     if plan is not None:
         command += ["--plan", str(plan)]
@@ -212,7 +214,7 @@ def rollout(
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=REPO,
+        cwd=cwd or REPO,
         env={**os.environ, **(env or {})},
         check=False,
     )

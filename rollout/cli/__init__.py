@@ -4,6 +4,8 @@ Importing the command modules registers them on the group.
 """
 
 from rollout.cli import demo, inspect, manage, migrate
-from rollout.cli.app import cli, main
+from rollout.cli.app import cli, main, name_environment
+
+name_environment(cli)
 
 __all__ = ["cli", "demo", "inspect", "main", "manage", "migrate"]

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 import click
 import structlog
+from click.shell_completion import shell_complete
 from sqlalchemy import Engine
 
 from rollout import __version__, logs
@@ -28,6 +29,7 @@ from rollout.store.schema import check_schema
 
 DEFAULT_DATABASE_URL = "sqlite:///rollout.db"
 DEFAULT_PLAN = Path("jobs/waves.toml")
+COMPLETE_VAR = "_ROLLOUT_COMPLETE"
 
 log = structlog.get_logger("rollout.cli")
 
@@ -89,11 +91,6 @@ def say(message: str, event: str, *, level: str = "info", **fields: Any) -> None
         click.echo(message, err=True)
 
 
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """`1 owner`, `2 owners`, `0 batches`."""
-    return f"{count} {word if count == 1 else many or (word + 'es' if word.endswith(('s', 'ch')) else word + 's')}"
-
-
 def default_operator() -> str:
     """Who runs the command: the person behind sudo, else the login name."""
     return os.environ.get("SUDO_USER") or getpass.getuser()
@@ -122,6 +119,8 @@ def safe_url(engine: Engine) -> str:
         return f"sqlite:///{unquote((url.database or '')[5:].split('?', 1)[0])}"
     return str(url.render_as_string(hide_password=True))
 
+
+FORMAT_HELP = "A table for people, JSON for scripts."
 
 EXIT_CODES_HELP = """\b
 Exit codes:
@@ -200,9 +199,25 @@ def cli(
     )
 
 
+def name_environment(command: click.Command, prefix: str = "ROLLOUT") -> None:
+    """Gives every option without one its environment variable, named after its flag:
+    ROLLOUT_<OPTION> for the group's, ROLLOUT_<COMMAND>_<OPTION> for a command's (click would
+    name them after the Python parameter, e.g. ROLLOUT_STATUS_FMT for `status --format`)."""
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.envvar and param.name not in ("help", "version"):
+            flag = max((o for o in param.opts if o.startswith("--")), key=len)
+            param.envvar = f"{prefix}_{flag[2:].upper().replace('-', '_')}"
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            name_environment(sub, f"{prefix}_{name.upper().replace('-', '_')}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error is one line on stderr with its exit code; tracebacks with -v."""
     ctx: click.Context | None = None
+    instruction = os.environ.get(COMPLETE_VAR)
+    if instruction:
+        sys.exit(shell_complete(cli, {}, "rollout", COMPLETE_VAR, instruction))
     try:
         with cli.make_context("rollout", list(sys.argv[1:] if argv is None else argv)) as ctx:
             code: Any = cli.invoke(ctx)
@@ -212,6 +227,10 @@ def main(argv: list[str] | None = None) -> None:
         # The reader went away (`rollout plan | head`): what it wanted it got.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = exits.OK
+    except click.exceptions.NoArgsIsHelpError as exc:
+        # `rollout` alone: the help, on stdout, as click prints it.
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        code = exits.USAGE
     except (click.exceptions.Abort, KeyboardInterrupt):
         code = exits.INTERRUPTED
         click.echo(logs.error_line("interrupted", code), err=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from rollout.cli import exits
@@ -17,8 +19,8 @@ from rollout.seed import seed
 
 
 @cli.command()
-@click.option("--owners", type=click.IntRange(min=10), default=2000, show_default=True)
-@click.option("--seed", "seed_value", type=int, default=7, show_default=True)
+@click.option("--owners", type=click.IntRange(min=10), default=2000, help="How many synthetic owners.")
+@click.option("--seed", "seed_value", type=int, default=7, help="Same seed, same data.")
 @click.option("--wave", default="ten-percent", show_default=True, help="The wave the tour runs.")
 @click.pass_context
 def demo(ctx: click.Context, owners: int, seed_value: int, wave: str) -> int:
@@ -32,7 +34,16 @@ def demo(ctx: click.Context, owners: int, seed_value: int, wave: str) -> int:
     click.echo(f"\n== rollout plan --wave {wave}   (the dry run: plan {plan.path})")
     write_dry_run(engine, plan, selected, "table", None)
     click.echo(f"\n== rollout run --wave {wave}")
-    result = run_wave(engine, plan, selected, RunRequest(wave=wave), opts.run_id, RunMode.WAVE, None)
+    result = run_wave(
+        engine,
+        plan,
+        selected,
+        RunRequest(wave=wave),
+        opts.run_id,
+        RunMode.WAVE,
+        None,
+        invocation=opts.invocation(plan, json.dumps({"demo": True, "wave": wave})),
+    )
     assert result.summary is not None
     click.echo(run_line(result.summary))
     click.echo("\n== rollout status")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from rollout.cli import exits
-from rollout.cli.app import cli, options
+from rollout.cli.app import FORMAT_HELP, cli, options
 from rollout.engine import ledger
 from rollout.operations.show import show_owner
 from rollout.operations.status import read_status
@@ -15,7 +15,7 @@ from rollout.store.engine import transaction
 
 
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help=FORMAT_HELP)
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> int:
     """Per wave: selected, migrated, failed, blocked, remaining; the pause switch; recent runs."""
@@ -27,7 +27,7 @@ def status(ctx: click.Context, fmt: str) -> int:
 
 @cli.command()
 @click.option("--wave", help="Only the owners migrated by this wave.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help=FORMAT_HELP)
 @click.pass_context
 def verify(ctx: click.Context, wave: str | None, fmt: str) -> int:
     """Check the invariants for every migrated owner; exit 1 on any violation."""
@@ -41,7 +41,7 @@ def verify(ctx: click.Context, wave: str | None, fmt: str) -> int:
 
 @cli.command()
 @click.option("--owner", "owner_id", type=click.IntRange(1, 2**63 - 1), required=True, help="The owner.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help=FORMAT_HELP)
 @click.pass_context
 def show(ctx: click.Context, owner_id: int, fmt: str) -> int:
     """Everything the job recorded about one owner: state, organization, projects, members,
@@ -52,7 +52,7 @@ def show(ctx: click.Context, owner_id: int, fmt: str) -> int:
 
 @cli.command()
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, help="How many runs, newest first.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help=FORMAT_HELP)
 @click.pass_context
 def runs(ctx: click.Context, limit: int, fmt: str) -> int:
     """The history of every invocation: runs, sweeps, rollbacks, and those with nothing to do or refused."""

@@ -8,11 +8,11 @@ import click
 
 from rollout import logs
 from rollout.cli import exits
-from rollout.cli.app import cli, on_terminal, options, plural, say
+from rollout.cli.app import FORMAT_HELP, cli, on_terminal, options, say
 from rollout.engine import ledger
 from rollout.errors import UsageError
 from rollout.operations.rollback import check_owner, rollback, wave_migrated_owners
-from rollout.render.table import printable, to_json
+from rollout.render.table import plural, printable, to_json
 from rollout.render.views import render_rollback
 from rollout.seed import seed as seed_data
 from rollout.store.engine import make_engine, transaction
@@ -75,7 +75,7 @@ def seed(ctx: click.Context, owners: int, seed_value: int) -> int:
 @click.option("--wave", help="Roll back every migrated owner `status` counts under this wave.")
 @click.option("--dry-run", is_flag=True, help="Print what would be undone; write nothing.")
 @click.option("--yes", is_flag=True, help="Roll a wave back without asking (needed off a terminal).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", help=FORMAT_HELP)
 @click.pass_context
 def rollback_command(
     ctx: click.Context, owner_id: int | None, wave: str | None, dry_run: bool, yes: bool, fmt: str

@@ -12,7 +12,7 @@ import structlog
 from sqlalchemy import Engine
 
 from rollout.cli import exits
-from rollout.cli.app import cli, duration, on_terminal, options, plural, safe_url, say
+from rollout.cli.app import cli, duration, on_terminal, options, safe_url, say
 from rollout.cli.outputs import writable
 from rollout.cli.progress import progress_bar
 from rollout.clock import utcnow
@@ -24,7 +24,7 @@ from rollout.operations import dryrun, metrics
 from rollout.operations import run as running
 from rollout.render.metrics import push_metrics, write_metrics
 from rollout.render.report import WRITERS, Context
-from rollout.render.table import printable, to_json
+from rollout.render.table import plural, printable, to_json
 from rollout.render.views import run_dict, run_line
 
 log = structlog.get_logger("rollout.cli")
@@ -66,6 +66,7 @@ def write_dry_run(engine: Engine, plan: WavePlan, wave: Wave, fmt: str, output: 
     type=click.Choice(["table", "json", "csv", "markdown"]),
     default=None,
     show_default="table on a terminal, json otherwise",
+    help="table for people; markdown for a change ticket; csv, a row per owner; json, the report to approve.",
 )
 @click.option(
     "--output",

@@ -337,11 +337,14 @@ def recorded_work(conn: Connection, owner_ids: Sequence[int]) -> dict[str, Seque
 
 
 def record_rolled_back(conn: Connection, owner_ids: Sequence[int], *, run_id: str) -> None:
-    """Forgets what was done for these owners and records them rolled back."""
+    """Keeps what the rollback undid (`rollout_rollbacks`), forgets what was done for these owners
+    and records them rolled back."""
     ids = list(owner_ids)
+    now = utcnow()
+    queries.execute(conn, "record_rollback_history", owner_ids=ids, run_id=run_id, now=now)
     for statement in ("forget_moved_projects", "forget_added_members", "forget_added_permissions"):
         queries.execute(conn, statement, owner_ids=ids)
-    queries.execute(conn, "record_rolled_back", owner_ids=ids, run_id=run_id, now=utcnow())
+    queries.execute(conn, "record_rolled_back", owner_ids=ids, run_id=run_id, now=now)
 
 
 # -- waves

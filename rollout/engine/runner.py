@@ -146,6 +146,7 @@ class Runner:
         self.probe = HealthProbe(settings, lambda work: transaction(engine, work, interrupt=self._stopping))
         self.stop = StopSignals(cancel=self._cancel_active)
         self._active: Any = None  # the driver connection of the batch under way
+        self.cut = False  # `--max-owners` left owners of the selection untried
         self._seq = 0
         self._started = 0.0
         self._throttled_before_batch = 0.0
@@ -211,32 +212,42 @@ class Runner:
         return summary
 
     def _phases(self, owner_ids: Iterable[int]) -> StopReason | None:
-        limited = owner_ids if self.limits.max_owners is None else islice(owner_ids, self.limits.max_owners)
-        stopped = self._phase(limited, sweeping=self.mode is RunMode.SWEEP)
+        stopped = self._phase(owner_ids, sweeping=self.mode is RunMode.SWEEP, limited=True)
         if stopped is None and self.deferred:
             stopped = self._retry_deferred()
-        if stopped is None and self.sweep is not None and not self._cut_short(owner_ids):
+        if stopped is None and self.sweep is not None and not self.cut:
             log.debug("run.sweeping")
             stopped = self._phase(self.sweep(), sweeping=True)
         return stopped
 
-    def _cut_short(self, owner_ids: Iterable[int]) -> bool:
-        """Whether `--max-owners` left owners of the selection untried (the sweep waits then)."""
-        return (
-            self.limits.max_owners is not None
-            and self.counts.attempted + len(self.deferred) >= self.limits.max_owners
-        )
+    def _allowance(self) -> int | None:
+        """How many more owners `--max-owners` lets the run take: owners it migrated, failed,
+        deferred or skipped as drifted count, blocked ones (only looked at again) do not."""
+        if self.limits.max_owners is None:
+            return None
+        c = self.counts
+        return self.limits.max_owners - (c.attempted - c.blocked + c.drifted + len(self.deferred))
 
-    def _phase(self, owner_ids: Iterable[int], *, sweeping: bool = False) -> StopReason | None:
+    def _phase(
+        self, owner_ids: Iterable[int], *, sweeping: bool = False, limited: bool = False
+    ) -> StopReason | None:
         stream = iter(owner_ids)
-        while batch := list(islice(stream, self.sizer.size)):
+        while True:
+            size = self.sizer.size
+            left = self._allowance() if limited else None
+            if left is not None and left <= 0:
+                # `--max-owners` reached: the run is partial if the selection had more (its sweep waits).
+                self.cut = next(stream, None) is not None
+                return None
+            batch = list(islice(stream, size if left is None else min(size, left)))
+            if not batch:
+                return None
             self._process(batch, sweeping=sweeping)
             stopped = self._why_stop() or self._pace()
             if stopped is None and self.stop.requested:
                 stopped = StopReason.SIGNAL  # it came during a pause
             if stopped:
                 return stopped
-        return None
 
     def _retry_deferred(self) -> StopReason | None:
         """Owners deferred by the phase before, in user-id order, in rounds with growing pauses."""

@@ -82,34 +82,10 @@ def selects(wave: Wave, salt: str, candidate: Candidate) -> bool:
 
 
 def wave_owners(engine: Engine, wave: Wave, salt: str, *, retry_failed: bool) -> Iterator[int]:
-    """The owner ids a run of the wave attempts now, in user-id order."""
-    return iter(WaveSelection(engine, wave, salt, retry_failed=retry_failed))
-
-
-class WaveSelection:
-    """The owners a run of a wave attempts now, in user-id order, up to `max_owners` of them;
-    blocked owners are looked at again by every run but do not count against that limit. `cut`
-    says, once iterated, whether the limit left owners of the wave untried."""
-
-    def __init__(
-        self, engine: Engine, wave: Wave, salt: str, *, retry_failed: bool, max_owners: int | None = None
-    ) -> None:
-        self.engine, self.wave, self.salt = engine, wave, salt
-        self.retry_failed, self.max_owners = retry_failed, max_owners
-        self.cut = False
-
-    def __iter__(self) -> Iterator[int]:
-        counted = 0
-        for candidate in candidates(self.engine, self.wave):
-            if not selects(self.wave, self.salt, candidate):
-                continue
-            if not attempted_by_waves(candidate.state, retry_failed=self.retry_failed):
-                continue
-            if candidate.state is not OwnerState.BLOCKED:
-                if self.max_owners is not None and counted >= self.max_owners:
-                    self.cut = True
-                    return
-                counted += 1
+    """The owner ids a run of the wave attempts now, in user-id order (blocked owners included:
+    every run looks at them again; they do not count against `--max-owners`)."""
+    for candidate in candidates(engine, wave):
+        if selects(wave, salt, candidate) and attempted_by_waves(candidate.state, retry_failed=retry_failed):
             yield candidate.owner_id
 
 

@@ -174,7 +174,7 @@ def rollback(
             attempted=len(report.owners) + len(report.failed), failed=len(report.failed)
         )
         outcome = RunOutcome.FAILED if report.failed else RunOutcome.SUCCEEDED
-        message = f"rolled back {len(report.owners)} owners"
+        message = f"owners rolled back: {len(report.owners)}"
         transaction(engine, lambda conn: ledger.finish_run(conn, run_id, outcome, counts, message))
     return report
 

@@ -16,7 +16,7 @@ from rollout import logs
 from rollout.clock import utcnow
 from rollout.engine import ledger
 from rollout.engine.runner import Limits, Progress, ReportGate, Runner, RunSummary
-from rollout.engine.selection import WaveSelection, sweep_owners
+from rollout.engine.selection import sweep_owners, wave_owners
 from rollout.engine.states import RunMode, RunOutcome
 from rollout.engine.tally import WaveStatus
 from rollout.engine.waveplan import RolloutSettings, Wave, WavePlan
@@ -198,13 +198,10 @@ def run_wave(
     tick = None
     if progress is not None:
         tick = progress(_to_attempt(before or current_waves(engine, plan), wave, request))
-    selection = WaveSelection(
-        engine, wave, settings.salt, retry_failed=request.retry_failed, max_owners=request.max_owners
-    )
+    selection = wave_owners(engine, wave, settings.salt, retry_failed=request.retry_failed)
 
     def sweep() -> Iterable[int]:
-        # `--max-owners` left owners of the wave untried: the run is partial, its sweep waits.
-        return () if selection.cut else sweep_owners(engine, wave, settings.salt, migrated_before=started)
+        return sweep_owners(engine, wave, settings.salt, migrated_before=started)
 
     runner = _runner(
         engine,
@@ -212,7 +209,7 @@ def run_wave(
         run_id,
         mode,
         wave.name,
-        dataclasses.replace(request, max_owners=None),  # the selection counts it, blocked owners aside
+        request,
         progress=tick,
         sweep=sweep,
         lease=lease,
@@ -262,7 +259,7 @@ def _to_attempt(waves: list[WaveStatus], wave: Wave, request: RunRequest) -> int
             # Blocked owners are looked at again by every run; they count as attempted.
             todo = status.remaining + status.deferred + status.blocked
             todo += status.failed if request.retry_failed else 0
-            return min(todo, request.max_owners) if request.max_owners else todo
+            return min(todo, request.max_owners + status.blocked) if request.max_owners else todo
     return None
 
 

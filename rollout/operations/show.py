@@ -34,6 +34,7 @@ class OwnerStory:
     last_error: str | None = None
     failed_attempts: int = 0
     legacy_projects_now: list[str] = field(default_factory=list)
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -45,7 +46,8 @@ def _when(value: Any) -> str | None:
 def show_owner(engine: Engine, owner_id: int) -> OwnerStory:
     """The owner's state, wave, run and when; the organization (created or reused, as it is now);
     each project moved (where it is now, whether its access rows are what they were); the members and
-    permissions the job added; the billing account moved; failures; and the runs that touched it."""
+    permissions the job added; the billing account moved; failures; its rollbacks; and the runs that
+    touched it."""
 
     def read(conn: Connection) -> OwnerStory:
         row = queries.one(conn, "owner_record", owner_id=owner_id)
@@ -62,7 +64,14 @@ def show_owner(engine: Engine, owner_id: int) -> OwnerStory:
         members = queries.rows(conn, "owner_added_members", owner_id=owner_id)
         permissions = queries.rows(conn, "owner_added_permissions", owner_id=owner_id)
         legacy = [r.id for r in queries.rows(conn, "legacy_projects", owner_ids=[owner_id])]
-        run_ids = {row.run_id, *(m.run_id for m in moved), *(m.run_id for m in members)} - {None}
+        rollbacks = queries.rows(conn, "owner_rollbacks", owner_id=owner_id)
+        run_ids = {
+            row.run_id,
+            *(m.run_id for m in moved),
+            *(m.run_id for m in members),
+            *(b.run_id for b in rollbacks),
+            *(b.migrated_by_run for b in rollbacks),
+        } - {None}
         runs = queries.rows(conn, "runs_of", run_ids=sorted(run_ids)) if run_ids else []
         organization = None
         if row.organization_id is not None:
@@ -114,6 +123,19 @@ def show_owner(engine: Engine, owner_id: int) -> OwnerStory:
             last_error=row.error,
             failed_attempts=row.attempts or 0,
             legacy_projects_now=legacy,
+            rollbacks=[
+                {
+                    "run_id": b.run_id,
+                    "rolled_back_at": _when(b.rolled_back_at),
+                    "operator": b.operator,
+                    "migrated_by_run": b.migrated_by_run,
+                    "organization_id": b.organization_id,
+                    "organization_name": b.organization_name,
+                    "organization_created": bool(b.organization_created),
+                    "projects_returned": b.projects,
+                }
+                for b in rollbacks
+            ],
             runs=[
                 {
                     "id": r.id,

@@ -85,3 +85,8 @@ def spreadsheet_safe(value: object) -> object:
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False, default=str)
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 owner`, `2 owners`, `0 batches`."""
+    return f"{count} {word if count == 1 else many or (word + 'es' if word.endswith(('s', 'ch')) else word + 's')}"

@@ -4,6 +4,7 @@ JSON for machines. Pure functions of the results."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,7 +14,7 @@ from rollout.operations.rollback import RollbackReport
 from rollout.operations.show import OwnerStory
 from rollout.operations.status import Status
 from rollout.operations.verify import Cause, VerifyReport
-from rollout.render.table import printable, table, to_json
+from rollout.render.table import plural, printable, table, to_json
 from rollout.store.dialect import as_datetime
 
 
@@ -26,7 +27,7 @@ def run_line(summary: RunSummary) -> str:
         + (f", {c.deferred} deferred" if c.deferred else "")
         + (f", {c.swept} swept" if c.swept else "")
         + (f", {c.drifted} drifted" if c.drifted else "")
-        + f" in {c.batches} batches"
+        + f" in {plural(c.batches, 'batch')}"
         + (f", throttled {c.throttled_seconds:.0f} s" if c.throttled_seconds >= 1 else "")
     )
     if summary.stop_text:
@@ -104,7 +105,7 @@ def render_status(status: Status, fmt: str) -> str:
         ),
         "",
         "Recent runs (`rollout runs` for more):",
-        runs_table(status.runs),
+        runs_table(status.runs, short=True),
     ]
     for wave, ids in status.unknown_owners.items():
         parts += ["", f"Wave {wave} lists owners that are not users: {', '.join(map(str, ids))}."]
@@ -138,8 +139,25 @@ def _duration(run: dict[str, Any]) -> float | None:
     return (finished - started).total_seconds() if started and finished else None
 
 
-def runs_table(runs: Iterable[dict[str, Any]]) -> str:
-    """The run history, newest first: what ran, by whom, how it ended, how fast."""
+def _parameters(text: str | None) -> dict[str, Any]:
+    """A run's recorded parameters (JSON); a value recorded by an older release as it was."""
+    if not text:
+        return {}
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {"parameters": text}
+    return found if isinstance(found, dict) else {"parameters": found}
+
+
+def _given(parameters: dict[str, Any]) -> str:
+    """The parameters that were given: `owner_id=6 batch_size=50`."""
+    return " ".join(f"{k}={v}" for k, v in parameters.items() if v not in (None, False) and k != "wave")
+
+
+def runs_table(runs: Iterable[dict[str, Any]], *, short: bool = False) -> str:
+    """The run history, newest first: what ran, by whom, how it ended, how fast (`short`: what
+    `status` shows, without the plan and the parameters)."""
     rows = []
     for r in runs:
         took = _duration(r)
@@ -158,15 +176,20 @@ def runs_table(runs: Iterable[dict[str, Any]]) -> str:
                 r["blocked"],
                 r.get("deferred", 0),
                 rate if rate is not None else "",
+                (r.get("plan_fingerprint") or "").removeprefix("sha256:")[:12],
+                printable(_given(_parameters(r.get("parameters")))),
             ]
         )
     headers = ["run", "mode", "wave", "operator", "started (UTC)", "seconds", "outcome", "migrated", "failed"]
-    return table([*headers, "blocked", "deferred", "owners/s"], rows)
+    headers += ["blocked", "deferred", "owners/s", "plan", "with"]
+    return table(headers[:-2] if short else headers, [row[:-2] for row in rows] if short else rows)
 
 
 def render_runs(runs: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
-        return to_json([r | {"duration_s": _duration(r)} for r in runs])
+        return to_json(
+            [r | {"duration_s": _duration(r), "parameters": _parameters(r.get("parameters"))} for r in runs]
+        )
     return runs_table(runs) if runs else "No runs yet."
 
 
@@ -235,6 +258,33 @@ def render_show(story: OwnerStory, fmt: str) -> str:
                 ],
             )
         )
+    if story.rollbacks:
+        parts.append(
+            "Rollbacks:\n"
+            + table(
+                [
+                    "run",
+                    "when (UTC)",
+                    "operator",
+                    "undid run",
+                    "organization",
+                    "created by the job",
+                    "projects",
+                ],
+                [
+                    [
+                        b["run_id"],
+                        _seconds(b["rolled_back_at"]),
+                        b["operator"] or "",
+                        b["migrated_by_run"] or "",
+                        f"{b['organization_id']} {b['organization_name']}" if b["organization_id"] else "",
+                        "yes" if b["organization_created"] else "no",
+                        b["projects_returned"],
+                    ]
+                    for b in story.rollbacks
+                ],
+            )
+        )
     if story.runs:
         parts.append(
             "Runs that touched this owner:\n"
@@ -257,12 +307,12 @@ def render_verify(report: VerifyReport, fmt: str) -> str:
             | {"ok": report.ok, "job_violations": job, "platform_violations": platform}
         )
     scope = f"wave {report.wave}" if report.wave else "all waves"
-    head = f"Checked {report.owners_checked} migrated owners ({scope}): "
+    head = f"Checked {plural(report.owners_checked, 'migrated owner')} ({scope}): "
     if report.ok:
         return head + "every invariant holds."
     return (
         head
-        + f"{len(report.violations)} violations: {job} of the job's own, {platform} caused by platform writes"
+        + f"{plural(len(report.violations), 'violation')}: {job} of the job's own, {platform} caused by platform writes"
         " after the migration.\n\n"
         + table(
             ["owner", "invariant", "cause", "detail"],
@@ -275,7 +325,9 @@ def render_rollback(report: RollbackReport, fmt: str) -> str:
     if fmt == "json":
         return to_json(rollback_dict(report))
     verb = "Would roll back" if report.dry_run else "Rolled back"
-    lines = [f"{verb} {len(report.owners)} owners." + (" Nothing was written." if report.dry_run else "")]
+    lines = [
+        f"{verb} {plural(len(report.owners), 'owner')}." + (" Nothing was written." if report.dry_run else "")
+    ]
     if report.owners:
         lines += [
             "",

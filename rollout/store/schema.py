@@ -40,6 +40,7 @@ JOB_TABLES = (
     "rollout_waves",
     "rollout_batches",
     "rollout_leases",
+    "rollout_rollbacks",
     schema_version.VERSION_TABLE,
 )
 

@@ -216,6 +216,15 @@ ORDER BY a.user_id;
 -- name: owner_added_permissions
 SELECT user_id, permission, run_id FROM rollout_added_permissions WHERE owner_id = :owner_id ORDER BY user_id, permission;
 
+-- name: owner_rollbacks
+-- Every rollback of one owner, newest first, with who ran it.
+SELECT b.run_id, b.rolled_back_at, b.migrated_by_run, b.organization_id, b.organization_name,
+       b.organization_created, b.projects, r.operator
+FROM rollout_rollbacks b
+LEFT JOIN rollout_runs r ON r.id = b.run_id
+WHERE b.owner_id = :owner_id
+ORDER BY b.rolled_back_at DESC;
+
 -- name: runs_of
 -- The runs that touched an owner, newest first (its current run, and the runs of its records).
 SELECT id, mode, wave, started_at, finished_at, outcome, operator

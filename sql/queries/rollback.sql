@@ -84,6 +84,15 @@ WHERE id IN :organization_ids
 -- name: existing_organizations
 SELECT id FROM organizations WHERE id IN :organization_ids;
 
+-- name: record_rollback_history
+-- Before the ledger of these owners is forgotten: what the rollback undid, for `rollout show`.
+INSERT INTO rollout_rollbacks (owner_id, run_id, rolled_back_at, migrated_by_run, organization_id,
+                               organization_name, organization_created, projects)
+SELECT r.owner_id, :run_id, :now, r.run_id, r.organization_id, r.organization_name, r.organization_created,
+       (SELECT COUNT(*) FROM rollout_moved_projects m WHERE m.owner_id = r.owner_id)
+FROM rollout_owners r
+WHERE r.owner_id IN :owner_ids;
+
 -- name: forget_moved_projects
 DELETE FROM rollout_moved_projects WHERE owner_id IN :owner_ids;
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from rollout.operations.dryrun import fingerprint_of
-from tests.support import Platform, errors, rollout, scalar, write_plan
+from tests.support import Platform, errors, events, rollout, scalar, write_plan
 
 SECRET = "S3cr3tPW"
 PLAN = '[rollout]\nbatch_size = 10\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
@@ -44,6 +44,20 @@ def test_no_output_ever_shows_a_password(url: str, tmp_path: Path) -> None:
         assert SECRET not in result.stdout + result.stderr, (args, result.stderr)
         assert result.returncode == 2, (args, result.returncode, result.stderr[-500:])
         assert "internal error" not in result.stderr
+
+
+def test_a_host_name_that_does_not_resolve_is_unreachable_after_the_retries(tmp_path: Path) -> None:
+    """DNS outages pass: a name that does not resolve is retried like a refused connection, then
+    exit 75 with one line naming the host (and no password); not exit 2, not `internal error`."""
+    plan = write_plan(tmp_path, PLAN)
+    url = f"postgresql+psycopg://postgres:{SECRET}@no-such-host.invalid:5432/test"
+    result = rollout("status", db_url=url, plan=plan, env={"ROLLOUT_DB_ATTEMPTS": "2"})
+    assert result.returncode == 75, result.stderr
+    (line,) = errors(result.stderr)
+    assert line.startswith("database unreachable after retries") and "no-such-host.invalid" in line
+    retries = [e for e in events(result.stderr) if e["event"] == "db.retry"]
+    assert len(retries) == 1
+    assert SECRET not in result.stdout + result.stderr
 
 
 def test_outputs_are_checked_before_the_first_batch(engine: Engine, db_url: str, tmp_path: Path) -> None:

@@ -48,3 +48,17 @@ CREATE TABLE rollout_leases (
     acquired_at TIMESTAMPTZ NOT NULL,
     expires_at  TIMESTAMPTZ NOT NULL
 );
+
+-- What each rollback undid, per owner: the ledger of a migration is forgotten when it is rolled
+-- back, so that `rollout show` can still say that, when, by which run and from which organization.
+CREATE TABLE rollout_rollbacks (
+    owner_id             BIGINT NOT NULL,
+    run_id               TEXT NOT NULL,
+    rolled_back_at       TIMESTAMPTZ NOT NULL,
+    migrated_by_run      TEXT NULL,
+    organization_id      BIGINT NULL,
+    organization_name    TEXT NULL,
+    organization_created BOOLEAN NOT NULL,
+    projects             INTEGER NOT NULL,
+    PRIMARY KEY (owner_id, run_id)
+);

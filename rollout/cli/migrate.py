@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from http.client import HTTPException
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import click
 import structlog
@@ -99,9 +101,27 @@ def plan_command(ctx: click.Context, wave: str, fmt: str | None, output: Path | 
 METRICS_FILE = click.option(
     "--metrics-file", type=click.Path(path_type=Path, dir_okay=False), help="Prometheus textfile to write."
 )
+
+
+def _gateway(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A click callback: a Pushgateway address (`http(s)://host:port`, or `host:port`) that can be
+    used, checked before any work."""
+    if value is None:
+        return None
+    parts = urlsplit(value if "://" in value else f"http://{value}")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: the port is not a number") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise click.BadParameter(f"{value!r} is not a Pushgateway address like http://pushgateway:9091")
+    return value
+
+
 METRICS_PUSH = click.option(
     "--metrics-push",
     metavar="URL",
+    callback=_gateway,
     help="Prometheus Pushgateway to push the metrics to (grouped by job and wave): where no textfile collector runs.",
 )
 RESULT_FORMAT = click.option(
@@ -223,15 +243,20 @@ def sweep_command(
     selected = plan.wave(wave) if wave is not None else None
     engine = opts.engine()
     parameters = to_json({"wave": wave, "batch_size": batch_size})
-    result = running.sweep(
-        engine,
-        plan,
-        selected,
-        run_id=opts.run_id,
-        batch_size=batch_size,
-        invocation=opts.invocation(plan, parameters),
-    )
-    Metrics(engine, plan, metrics_file, metrics_push).write(result)
+    outputs = Metrics(engine, plan, metrics_file, metrics_push)
+    try:
+        result = running.sweep(
+            engine,
+            plan,
+            selected,
+            run_id=opts.run_id,
+            batch_size=batch_size,
+            invocation=opts.invocation(plan, parameters),
+        )
+    except RolloutError:
+        outputs.write(None)  # a refused sweep (paused) is for monitoring to see too
+        raise
+    outputs.write(result)
     assert result.summary is not None
     return _report(result.summary, fmt)
 
@@ -281,7 +306,7 @@ class Metrics:
             if self.path is not None:
                 write_metrics(self.path, snapshot)
             if self.push is not None:
-                push_metrics(self.push, snapshot)
-        except (RolloutError, OSError) as exc:
+                push_metrics(self.push, snapshot, [w.name for w in self.plan.waves])
+        except (RolloutError, OSError, ValueError, HTTPException) as exc:
             # The work is done and recorded: metrics that cannot be written are a warning.
             log.warning("metrics.unwritten", path=str(self.path), push=self.push, error=str(exc))

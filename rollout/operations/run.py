@@ -318,4 +318,4 @@ def sweep(
     request = RunRequest(wave=name or "", batch_size=batch_size)
     settings = _settings(plan, request)
     runner = _runner(engine, settings, run_id, RunMode.SWEEP, name, request, invocation=invocation)
-    return RunResult(runner.run(sweep_owners(engine, wave, settings.salt)))
+    return _dated(engine, plan, RunResult(runner.run(sweep_owners(engine, wave, settings.salt))))

@@ -132,7 +132,7 @@ def show_owner(engine: Engine, owner_id: int) -> OwnerStory:
                     "organization_id": b.organization_id,
                     "organization_name": b.organization_name,
                     "organization_created": bool(b.organization_created),
-                    "projects_returned": b.projects,
+                    "projects_moved": b.projects,
                 }
                 for b in rollbacks
             ],

@@ -3,12 +3,21 @@ through a temporary file) or a push to a Pushgateway (where no collector runs, i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    delete_from_gateway,
+    push_to_gateway,
+    write_to_textfile,
+)
 
 from rollout.operations.metrics import MetricsSnapshot
 
+JOB = "rollout"
+COMPLETE = "complete"  # the grouping key's wave once every wave is complete
 STATES = ("migrated", "failed", "blocked", "rolled_back", "deferred", "remaining")
 
 
@@ -93,9 +102,12 @@ def write_metrics(path: Path, snapshot: MetricsSnapshot) -> None:
     write_to_textfile(str(path), registry_of(snapshot))
 
 
-def push_metrics(url: str, snapshot: MetricsSnapshot) -> None:
-    """Pushes to a Pushgateway, grouped by job and by the wave the rollout is at."""
-    wave = snapshot.next_wave.wave if snapshot.next_wave is not None else "complete"
-    push_to_gateway(
-        url, job="rollout", grouping_key={"wave": wave}, registry=registry_of(snapshot), timeout=10
-    )
+def push_metrics(url: str, snapshot: MetricsSnapshot, waves: Sequence[str]) -> None:
+    """Pushes to a Pushgateway, grouped by job and by the wave the rollout is at, and deletes the
+    groups of the plan's other waves: a Pushgateway keeps a group until it is deleted, and the
+    last values of a wave done with would otherwise stay there, looking current."""
+    at = snapshot.next_wave.wave if snapshot.next_wave is not None else COMPLETE
+    push_to_gateway(url, job=JOB, grouping_key={"wave": at}, registry=registry_of(snapshot), timeout=10)
+    for wave in (*waves, COMPLETE):
+        if wave != at:
+            delete_from_gateway(url, job=JOB, grouping_key={"wave": wave}, timeout=10)

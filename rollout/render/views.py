@@ -279,7 +279,7 @@ def render_show(story: OwnerStory, fmt: str) -> str:
                         b["migrated_by_run"] or "",
                         f"{b['organization_id']} {b['organization_name']}" if b["organization_id"] else "",
                         "yes" if b["organization_created"] else "no",
-                        b["projects_returned"],
+                        b["projects_moved"],
                     ]
                     for b in story.rollbacks
                 ],

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from rollout.store.dialect import as_datetime
-from tests.support import REPO, Platform, events, inject_failure, rollout, scalar, write_plan
+from tests.support import REPO, Platform, errors, events, inject_failure, rollout, scalar, write_plan
 
 PLAN = """
 [rollout]
@@ -188,7 +188,7 @@ class _Gateway(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.end_headers()
 
-    do_POST = do_PUT
+    do_POST = do_DELETE = do_PUT
 
     def log_message(self, *args: object) -> None:
         pass
@@ -209,12 +209,17 @@ def gateway() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
 def test_metrics_are_pushed_to_a_pushgateway_grouped_by_job_and_wave(
     platform: Engine, db_url: str, plan: Path, gateway: tuple[str, list[tuple[str, str, str]]]
 ) -> None:
+    """The push goes to the group of the wave the rollout is at; the groups of the plan's other
+    waves are deleted, so that no stale copy lingers on the Pushgateway."""
     url, received = gateway
     result = rollout("run", "--auto", "--metrics-push", url, db_url=db_url, plan=plan)
     assert result.returncode == 0, result.stderr
-    assert len(received) == 1
     method, path, body = received[0]
     assert method == "PUT" and path == "/metrics/job/rollout/wave/everyone"
+    assert sorted((m, p) for m, p, _ in received[1:]) == [
+        ("DELETE", "/metrics/job/rollout/wave/canary"),
+        ("DELETE", "/metrics/job/rollout/wave/complete"),
+    ]
     pushed = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(body)
@@ -232,6 +237,42 @@ def test_a_pushgateway_that_cannot_be_reached_is_a_warning_not_a_failure(
     (warning,) = [e for e in events(result.stderr) if e["event"] == "metrics.unwritten"]
     assert warning["level"] == "warning"
     assert scalar(platform, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") == 1
+
+
+def test_a_pushgateway_address_that_cannot_be_used_is_exit_2_before_any_work(
+    platform: Engine, db_url: str, plan: Path
+) -> None:
+    for address in ("http://gateway :9091", "ftp://gateway:9091", "http://gateway:port"):
+        result = rollout("run", "--auto", "--metrics-push", address, db_url=db_url, plan=plan)
+        assert result.returncode == 2, (address, result.stderr)
+        (line,) = errors(result.stderr)
+        assert "--metrics-push" in line and "internal error" not in line
+    assert scalar(platform, "SELECT COUNT(*) FROM rollout_runs") == 0
+
+
+def test_a_sweep_refused_while_paused_writes_its_metrics_and_a_sweep_dates_completion(
+    platform: Engine, db_url: str, plan: Path, tmp_path: Path
+) -> None:
+    prom = tmp_path / "sweep.prom"
+    assert rollout("pause", "--reason", "freeze", db_url=db_url, plan=plan).returncode == 0
+    refused = rollout("sweep", "--metrics-file", str(prom), db_url=db_url, plan=plan)
+    assert refused.returncode == 4
+    assert metrics(prom)[("rollout_paused", ())] == 1
+    assert rollout("resume", db_url=db_url, plan=plan).returncode == 0
+    # The canary's owner migrated, then a late project of theirs: the canary is open again until a
+    # sweep moves it; the sweep that does so dates the completion (no earlier date existed: removed).
+    assert rollout("run", "--wave", "canary", db_url=db_url, plan=plan).returncode == 0
+    with platform.begin() as conn:
+        Platform(conn).project("p1-late", 1)
+        conn.exec_driver_sql("DELETE FROM rollout_waves")
+    swept = rollout("sweep", "--wave", "canary", db_url=db_url, plan=plan)
+    assert swept.returncode == 0, swept.stderr
+    assert scalar(platform, "SELECT organization_id FROM projects WHERE id = 'p1-late'") is not None
+    completed = scalar(platform, "SELECT completed_at FROM rollout_waves WHERE wave = 'canary'")
+    started = scalar(
+        platform, "SELECT started_at FROM rollout_runs WHERE mode = 'sweep' AND outcome = 'succeeded'"
+    )
+    assert completed is not None and as_datetime(completed) >= as_datetime(started)
 
 
 def test_the_packaged_plan_is_refused_where_nobody_would_see_it(
@@ -329,9 +370,7 @@ def test_show_tells_an_owners_whole_story(platform: Engine, db_url: str, plan: P
     )
     assert story["billing_account"]["id"] == billing_id
     (rolled,) = story["rollbacks"]
-    assert (
-        rolled["operator"] == "carol" and rolled["projects_returned"] == 1 and rolled["organization_created"]
-    )
+    assert rolled["operator"] == "carol" and rolled["projects_moved"] == 1 and rolled["organization_created"]
     modes = [r["mode"] for r in story["runs"]]
     assert modes.count("rollback") == 1 and modes.count("owner") == 2
 

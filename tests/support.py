@@ -13,10 +13,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from rollout.clock import utcnow
-from rollout.engine.ledger import new_run_id
-from rollout.engine.runner import Runner, RunSummary
+from rollout.engine.history import new_run_id
+from rollout.engine.runner import Runner
 from rollout.engine.selection import sweep_owners, wave_owners
 from rollout.engine.states import RunMode
+from rollout.engine.summary import RunSummary
 from rollout.engine.waveplan import RolloutSettings, Wave
 from rollout.store import queries
 from rollout.store.dialect import as_datetime

@@ -20,8 +20,9 @@ from sqlalchemy import Engine
 
 from rollout import __version__, logs
 from rollout.cli import exits
-from rollout.engine.ledger import Invocation, new_run_id
-from rollout.engine.planfile import load_plan, packaged_plan, parse_duration
+from rollout.engine.history import Invocation, new_run_id
+from rollout.engine.planfile import load_plan, packaged_plan
+from rollout.engine.planvalues import parse_duration
 from rollout.engine.waveplan import WavePlan
 from rollout.errors import RolloutError, UsageError, describe
 from rollout.store.engine import make_engine

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rollout.engine.runner import RunSummary
 from rollout.engine.states import RunOutcome, StopReason
+from rollout.engine.summary import RunSummary
 from rollout.errors import DatabaseUnavailable, Halted, LockHeld, RolloutError, UsageError
 
 OK = 0

@@ -19,7 +19,7 @@ from rollout.cli.outputs import writable
 from rollout.cli.progress import progress_bar
 from rollout.clock import utcnow
 from rollout.engine.changes import ChangeTotals
-from rollout.engine.runner import RunSummary
+from rollout.engine.summary import RunSummary
 from rollout.engine.waveplan import Wave, WavePlan
 from rollout.errors import RolloutError, UsageError
 from rollout.operations import dryrun, metrics

@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine
 
 from rollout.clock import utcnow
-from rollout.engine import ledger
+from rollout.engine import history, ledger
 from rollout.engine.batches import isolate
 from rollout.engine.changes import BatchChanges, Drift
 from rollout.engine.migration import Applied, apply_batch, compute_batch
 from rollout.engine.pacing import CONTENTION_PAUSE, BatchSizer, HealthProbe, pause_for_rate
 from rollout.engine.signals import Aborted, StopSignals
 from rollout.engine.states import RunMode, RunOutcome, StopReason, run_outcome
+from rollout.engine.summary import Limits, Progress, ReportGate, RunSummary, peak_rss_mb
 from rollout.engine.waveplan import RolloutSettings
 from rollout.errors import DatabaseUnavailable, PermissionDenied, RolloutError, describe
 from rollout.store import dialect, queries
@@ -38,66 +38,9 @@ log = structlog.get_logger("rollout.runner")
 T = TypeVar("T")
 
 
-def peak_rss_mb() -> float | None:
-    """This process's peak resident memory (Linux), for the log: memory must stay flat."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
-
-
-class Progress(Protocol):
-    """What the loop tells a progress display (a bar on a terminal)."""
-
-    def update(self, owners: int) -> None: ...
-
-    def finish(self) -> None: ...
-
-
-class ReportGate(Protocol):
-    """An approved report the run must follow: the names it planned, and which owners of a batch
-    still match it (the others are skipped as drifted)."""
-
-    def planned_names(self) -> Mapping[int, str]: ...
-
-    def admit(self, changes: BatchChanges, owner_ids: Sequence[int]) -> tuple[BatchChanges, list[Drift]]: ...
-
-
 class _BudgetSpent(Exception):
     """Raised out of a failing batch as soon as the error budget is spent: a systematic fault must
     not fail a whole batch of owners before the run halts."""
-
-
-@dataclass
-class Limits:
-    """When a run stops before its selection is exhausted."""
-
-    max_owners: int | None = None
-    time_budget: timedelta | None = None
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    outcome: RunOutcome
-    counts: ledger.RunCounts
-    stopped_by: StopReason | None = None  # why the run ended before its selection did
-    stop_detail: str | None = None  # the signal, for a stop by signal
-    failures: tuple[tuple[int, str], ...] = field(default=())
-    drifted: tuple[Drift, ...] = field(default=())
-    deferred: tuple[int, ...] = field(default=())  # owners whose rows stayed held
-    duration_s: float = 0.0
-
-    @property
-    def stop_text(self) -> str | None:
-        """Why the run stopped early, as the operator reads it."""
-        if self.stopped_by is StopReason.ABORTED:
-            return f"aborted by {self.stop_detail}: the batch under way was rolled back"
-        return str(self.stopped_by) if self.stopped_by else None
 
 
 @dataclass
@@ -123,7 +66,7 @@ class Runner:
         gate: ReportGate | None = None,
         sweep: Callable[[], Iterable[int]] | None = None,
         lease: Lease | None = None,
-        invocation: ledger.Invocation = ledger.UNRECORDED,
+        invocation: history.Invocation = history.UNRECORDED,
     ) -> None:
         self.engine = engine
         self.lease = lease
@@ -137,7 +80,7 @@ class Runner:
         self.gate = gate
         self.sweep = sweep
         self.planned_names = gate.planned_names() if gate is not None else None
-        self.counts = ledger.RunCounts()
+        self.counts = history.RunCounts()
         self.failures: list[tuple[int, str]] = []
         self.drifted: list[Drift] = []
         self.deferred: dict[int, None] = {}  # in the order met; retried in user-id order
@@ -161,7 +104,7 @@ class Runner:
 
         def start(conn: Connection) -> None:
             ledger.refuse_if_paused(conn)
-            ledger.start_run(conn, self.run_id, mode=self.mode, wave=self.wave, invocation=self.invocation)
+            history.start_run(conn, self.run_id, mode=self.mode, wave=self.wave, invocation=self.invocation)
 
         transaction(self.engine, start)
         log.info("run.started", mode=str(self.mode), batch_size=self.sizer.size)
@@ -286,7 +229,7 @@ class Runner:
         self._last_batch_seconds = duration
         self.sizer.observe(len(owner_ids), duration)
         self._seq += 1
-        record = ledger.BatchRecord(
+        record = history.BatchRecord(
             run_id=self.run_id,
             seq=self._seq,
             started_at=stats.started_at,
@@ -309,9 +252,9 @@ class Runner:
         if self.progress is not None and not sweeping:
             self.progress.update(record.migrated + record.blocked + record.failed)
 
-    def _record(self, conn: Connection, record: ledger.BatchRecord) -> tuple[bool, object]:
+    def _record(self, conn: Connection, record: history.BatchRecord) -> tuple[bool, object]:
         """Records the batch; reads, in the same round, the pause switch and the replication lag."""
-        ledger.record_batch(conn, record)
+        history.record_batch(conn, record)
         return self._read_between(conn)
 
     def _commit(self, owner_ids: Sequence[int], stats: _BatchStats, sweeping: bool) -> None:
@@ -348,7 +291,7 @@ class Runner:
 
     def _migrate(
         self, conn: Connection, owner_ids: Sequence[int], sweeping: bool
-    ) -> tuple[Applied, ledger.RunCounts, list[Drift], BatchChanges, int]:
+    ) -> tuple[Applied, history.RunCounts, list[Drift], BatchChanges, int]:
         self._active = conn.connection.driver_connection
         try:
             if self.lease is not None:
@@ -383,7 +326,7 @@ class Runner:
                 blocked=self.counts.blocked + (0 if sweeping else applied.blocked),
                 drifted=self.counts.drifted + len(drifted),
             )
-            ledger.heartbeat(conn, self.run_id, counts)
+            history.heartbeat(conn, self.run_id, counts)
             if self.stop.aborted:
                 raise Aborted
             return applied, counts, drifted, changes, waiting
@@ -394,7 +337,7 @@ class Runner:
         """Between batches (and while throttled): the lease, the heartbeat, the pause switch, the lag."""
         if self.lease is not None:
             self.lease.renew(conn)
-        ledger.heartbeat(conn, self.run_id, self.counts)
+        history.heartbeat(conn, self.run_id, self.counts)
         return ledger.control(conn).paused, queries.scalar(conn, "replication_lag")
 
     def _cancel_active(self) -> None:
@@ -428,7 +371,7 @@ class Runner:
 
         def record(conn: Connection) -> None:
             ledger.record_failure(conn, owner_id=owner_id, wave=self.wave, run_id=self.run_id, error=error)
-            ledger.heartbeat(conn, self.run_id, counts)
+            history.heartbeat(conn, self.run_id, counts)
 
         transaction(self.engine, record)
         self.counts = counts
@@ -509,7 +452,7 @@ class Runner:
     def _finish(self, outcome: RunOutcome, message: str | None) -> None:
         try:
             transaction(
-                self.engine, lambda conn: ledger.finish_run(conn, self.run_id, outcome, self.counts, message)
+                self.engine, lambda conn: history.finish_run(conn, self.run_id, outcome, self.counts, message)
             )
         except RolloutError as exc:
             log.error(

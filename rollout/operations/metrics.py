@@ -7,8 +7,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine
 
-from rollout.engine import ledger
-from rollout.engine.runner import RunSummary
+from rollout.engine import history, ledger
+from rollout.engine.summary import RunSummary
 from rollout.engine.tally import WaveStatus
 from rollout.engine.waveplan import WavePlan
 from rollout.operations.run import RunResult
@@ -29,7 +29,7 @@ class NextWave:
 class MetricsSnapshot:
     waves: tuple[WaveStatus, ...]
     paused: bool
-    last: ledger.LastInvocations
+    last: history.LastInvocations
     summary: RunSummary | None
     rate: float | None = None  # owners per second of the newest run's batches
     next_wave: NextWave | None = None
@@ -62,11 +62,11 @@ def snapshot(engine: Engine, plan: WavePlan | None, result: RunResult | None) ->
 
     def read(
         conn: Connection,
-    ) -> tuple[bool, ledger.LastInvocations, float | None, dict[str, ledger.CompletedWave]]:
+    ) -> tuple[bool, history.LastInvocations, float | None, dict[str, ledger.CompletedWave]]:
         return (
             ledger.control(conn).paused,
-            ledger.last_invocations(conn),
-            ledger.recent_rate(conn),
+            history.last_invocations(conn),
+            history.recent_rate(conn),
             ledger.completed_waves(conn),
         )
 

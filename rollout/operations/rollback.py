@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import structlog
 from sqlalchemy import Connection, Engine
 
-from rollout.engine import ledger
+from rollout.engine import history, ledger
 from rollout.engine.batches import chunks, isolate
 from rollout.engine.selection import counts_as_migrated, migrated_owners
 from rollout.engine.states import RunMode, RunOutcome
@@ -125,7 +125,7 @@ def rollback(
     dry_run: bool,
     batch_size: int = 500,
     wave: str | None = None,
-    invocation: ledger.Invocation | None = None,
+    invocation: history.Invocation | None = None,
 ) -> RollbackReport:
     """Rolls owners back a batch per transaction; with `dry_run` every transaction is rolled back.
 
@@ -165,17 +165,17 @@ def rollback(
     if who is not None:
         transaction(
             engine,
-            lambda conn: ledger.start_run(conn, run_id, mode=RunMode.ROLLBACK, wave=wave, invocation=who),
+            lambda conn: history.start_run(conn, run_id, mode=RunMode.ROLLBACK, wave=wave, invocation=who),
         )
     for batch in chunks(owner_ids, batch_size):
         isolate(batch, attempt, failed, passthrough=(DatabaseUnavailable, PermissionDenied))
     if who is not None:
-        counts = ledger.RunCounts(
+        counts = history.RunCounts(
             attempted=len(report.owners) + len(report.failed), failed=len(report.failed)
         )
         outcome = RunOutcome.FAILED if report.failed else RunOutcome.SUCCEEDED
         message = f"owners rolled back: {len(report.owners)}"
-        transaction(engine, lambda conn: ledger.finish_run(conn, run_id, outcome, counts, message))
+        transaction(engine, lambda conn: history.finish_run(conn, run_id, outcome, counts, message))
     return report
 
 

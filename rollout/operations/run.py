@@ -14,10 +14,11 @@ from sqlalchemy import Connection, Engine
 
 from rollout import logs
 from rollout.clock import utcnow
-from rollout.engine import ledger
-from rollout.engine.runner import Limits, Progress, ReportGate, Runner, RunSummary
+from rollout.engine import history, ledger
+from rollout.engine.runner import Runner
 from rollout.engine.selection import sweep_owners, wave_owners
 from rollout.engine.states import RunMode, RunOutcome
+from rollout.engine.summary import Limits, Progress, ReportGate, RunSummary
 from rollout.engine.tally import WaveStatus
 from rollout.engine.waveplan import RolloutSettings, Wave, WavePlan
 from rollout.errors import Halted, LockHeld, RolloutError, UsageError
@@ -89,7 +90,7 @@ def run(
     *,
     run_id: str,
     progress: ProgressFactory | None = None,
-    invocation: ledger.Invocation = ledger.UNRECORDED,
+    invocation: history.Invocation = history.UNRECORDED,
 ) -> RunResult:
     """Carries out a `rollout run`. `plan` may be None for one owner or a report (the defaults of
     the `[rollout]` settings apply); a wave or `--auto` needs it. Every invocation is recorded in
@@ -114,10 +115,10 @@ def _record(
     wave: str | None,
     outcome: RunOutcome,
     message: str | None,
-    invocation: ledger.Invocation,
+    invocation: history.Invocation,
 ) -> None:
     def record(conn: Connection) -> None:
-        ledger.record_invocation(
+        history.record_invocation(
             conn, run_id, mode=mode, wave=wave, outcome=outcome, message=message, invocation=invocation
         )
 
@@ -133,7 +134,7 @@ def _run(
     request: RunRequest,
     run_id: str,
     progress: ProgressFactory | None,
-    invocation: ledger.Invocation,
+    invocation: history.Invocation,
 ) -> RunResult:
     transaction(engine, ledger.refuse_if_paused)
     if request.owner_id is not None:
@@ -189,7 +190,7 @@ def run_wave(
     progress: ProgressFactory | None,
     before: list[WaveStatus] | None = None,
     lease: Lease | None = None,
-    invocation: ledger.Invocation = ledger.UNRECORDED,
+    invocation: history.Invocation = history.UNRECORDED,
 ) -> RunResult:
     """Runs a wave, then counts every wave once and dates the wave's completion if it is complete.
     `before`, the counts before the run, sizes the progress display (counted only for one)."""
@@ -235,7 +236,7 @@ def _auto(
     run_id: str,
     progress: ProgressFactory | None,
     lease: Lease,
-    invocation: ledger.Invocation,
+    invocation: history.Invocation,
 ) -> RunResult:
     waves = current_waves(engine, plan)
     transaction(engine, lambda conn: ledger.record_completions(conn, waves))
@@ -280,7 +281,7 @@ def _runner(
     progress: Progress | None = None,
     sweep: Callable[[], Iterable[int]] | None = None,
     lease: Lease | None = None,
-    invocation: ledger.Invocation = ledger.UNRECORDED,
+    invocation: history.Invocation = history.UNRECORDED,
 ) -> Runner:
     logs.bind(run_id, wave)
     return Runner(
@@ -305,7 +306,7 @@ def sweep(
     *,
     run_id: str,
     batch_size: int | None,
-    invocation: ledger.Invocation = ledger.UNRECORDED,
+    invocation: history.Invocation = history.UNRECORDED,
 ) -> RunResult:
     """`rollout sweep`: the owners migrated before (all, or a wave's) for whom the platform wrote
     what the migration's rules handle, migrated again for exactly that."""

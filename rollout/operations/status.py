@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from rollout.engine import ledger
+from rollout.engine import history, ledger
 from rollout.engine.selection import unknown_owners
 from rollout.engine.tally import WaveStatus, wave_counts
 from rollout.engine.waveplan import WavePlan
@@ -36,7 +36,7 @@ def read_status(engine: Engine, plan: WavePlan, runs: int = 10) -> Status:
         conn: Connection,
     ) -> tuple[ledger.Control, list[dict[str, Any]], list[dict[str, Any]], dict[str, tuple[int, ...]]]:
         unknown = {w.name: found for w in plan.waves if (found := unknown_owners(conn, w))}
-        return ledger.control(conn), ledger.recent_runs(conn, runs), ledger.failed_owners(conn), unknown
+        return ledger.control(conn), history.recent_runs(conn, runs), ledger.failed_owners(conn), unknown
 
     control, recent, failed, unknown = transaction(engine, read)
     return Status(tuple(current_waves(engine, plan)), control, tuple(recent), tuple(failed), unknown)

@@ -27,7 +27,7 @@ FAST_RETRIES = RolloutSettings(batch_size=10, retry_deferred_for=timedelta(secon
 
 def sweep(engine: Engine) -> None:
     """`rollout sweep` in process: every migrated owner with late platform writes."""
-    from rollout.engine.ledger import new_run_id
+    from rollout.engine.history import new_run_id
     from rollout.engine.runner import Runner
     from rollout.engine.selection import sweep_owners
     from rollout.engine.states import RunMode

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from rollout.engine.ledger import new_run_id
+from rollout.engine.history import new_run_id
 from rollout.engine.waveplan import RolloutSettings, Wave, WavePlan
 from rollout.operations.rollback import rollback, wave_migrated_owners
 from tests.support import Platform, run_owner, run_wave, scalar, snapshot

@@ -13,7 +13,7 @@ import click
 import pytest
 
 from rollout.cli import cli
-from rollout.engine.planfile import parse_duration
+from rollout.engine.planvalues import parse_duration
 from tests.support import REPO
 
 JOBS = REPO / "jobs"

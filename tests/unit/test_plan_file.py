@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rollout.cli import exits
-from rollout.engine.planfile import load_plan, parse_duration
+from rollout.engine.planfile import load_plan
+from rollout.engine.planvalues import parse_duration
 from rollout.engine.waveplan import MAX_BATCH_SIZE, RolloutSettings, Wave, bucket
 from rollout.errors import ConfigError, UsageError
 

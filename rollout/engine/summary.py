@@ -1,0 +1,70 @@
+"""What a run is given and what it gives back: its limits, the progress display and approved-report
+gate it may plug in, and its summary."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+from rollout.engine.changes import BatchChanges, Drift
+from rollout.engine.history import RunCounts
+from rollout.engine.states import RunOutcome, StopReason
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory (Linux), for the log: memory must stay flat."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+class Progress(Protocol):
+    """What the loop tells a progress display (a bar on a terminal)."""
+
+    def update(self, owners: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class ReportGate(Protocol):
+    """An approved report the run must follow: the names it planned, and which owners of a batch
+    still match it (the others are skipped as drifted)."""
+
+    def planned_names(self) -> Mapping[int, str]: ...
+
+    def admit(self, changes: BatchChanges, owner_ids: Sequence[int]) -> tuple[BatchChanges, list[Drift]]: ...
+
+
+@dataclass
+class Limits:
+    """When a run stops before its selection is exhausted."""
+
+    max_owners: int | None = None
+    time_budget: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    outcome: RunOutcome
+    counts: RunCounts
+    stopped_by: StopReason | None = None  # why the run ended before its selection did
+    stop_detail: str | None = None  # the signal, for a stop by signal
+    failures: tuple[tuple[int, str], ...] = field(default=())
+    drifted: tuple[Drift, ...] = field(default=())
+    deferred: tuple[int, ...] = field(default=())  # owners whose rows stayed held
+    duration_s: float = 0.0
+
+    @property
+    def stop_text(self) -> str | None:
+        """Why the run stopped early, as the operator reads it."""
+        if self.stopped_by is StopReason.ABORTED:
+            return f"aborted by {self.stop_detail}: the batch under way was rolled back"
+        return str(self.stopped_by) if self.stopped_by else None

@@ -54,6 +54,21 @@ class Platform:
         )
         return id
 
+    def shared_owners(
+        self, owner_ids: range, *, collaborator: int = 100, deleted: tuple[int, ...] = ()
+    ) -> None:
+        """Owners with a project each (`p<id>`), shared with one collaborator as viewer, who is
+        admin of its production environment; the owners in `deleted` are deleted users."""
+        self.user(collaborator)
+        for owner in owner_ids:
+            self.user(owner, deleted=owner in deleted)
+            self.project(
+                f"p{owner}",
+                owner,
+                access={collaborator: "viewer"},
+                environments={"production": {collaborator: "admin"}},
+            )
+
     def organization(
         self, name: str, owner_id: int, *, members: dict[int, tuple[str, ...]] | None = None
     ) -> int:

@@ -88,17 +88,7 @@ def start_run(
     """Records a new run, after marking runs whose heartbeat went stale as abandoned."""
     now = utcnow()
     queries.execute(conn, "abandon_stale_runs", stale_before=now - STALE_AFTER)
-    queries.execute(
-        conn,
-        "insert_run",
-        id=run_id,
-        mode=str(mode),
-        wave=wave,
-        host=socket.gethostname(),
-        pid=os.getpid(),
-        now=now,
-        **asdict(invocation),
-    )
+    queries.execute(conn, "insert_run", now=now, **_invocation_row(run_id, mode, wave, invocation))
 
 
 def record_invocation(
@@ -115,16 +105,17 @@ def record_invocation(
     queries.execute(
         conn,
         "insert_finished_run",
-        id=run_id,
-        mode=str(mode),
-        wave=wave,
-        host=socket.gethostname(),
-        pid=os.getpid(),
         now=utcnow(),
         outcome=str(outcome),
         message=message,
-        **asdict(invocation),
+        **_invocation_row(run_id, mode, wave, invocation),
     )
+
+
+def _invocation_row(run_id: str, mode: RunMode, wave: str | None, invocation: Invocation) -> dict[str, Any]:
+    """What every row of the run history says of its invocation: which, where, who, with what."""
+    where = {"host": socket.gethostname(), "pid": os.getpid()}
+    return {"id": run_id, "mode": str(mode), "wave": wave, **where, **asdict(invocation)}
 
 
 def heartbeat(conn: Connection, run_id: str, counts: RunCounts) -> None:

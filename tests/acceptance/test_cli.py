@@ -33,11 +33,7 @@ def plan(tmp_path: Path) -> Path:
 def platform(engine: Engine) -> Engine:
     """Five owners with a shared collaborator, one of them blocked (deleted)."""
     with engine.begin() as conn:
-        p = Platform(conn)
-        p.user(100)
-        for owner in range(1, 6):
-            p.user(owner, deleted=(owner == 4))
-            p.project(f"p{owner}", owner, access={100: "viewer"}, environments={"production": {100: "admin"}})
+        Platform(conn).shared_owners(range(1, 6), deleted=(4,))
     return engine
 
 

@@ -51,10 +51,7 @@ def platform(engine: Engine) -> Engine:
     """Owners 1..5 with a project each, shared with user 100; owner 5 also owns a billing account."""
     with engine.begin() as conn:
         p = Platform(conn)
-        p.user(100)
-        for owner in range(1, 6):
-            p.user(owner)
-            p.project(f"p{owner}", owner, access={100: "viewer"}, environments={"production": {100: "admin"}})
+        p.shared_owners(range(1, 6))
         p.billing(user_id=5, projects=("p5",))
     return engine
 

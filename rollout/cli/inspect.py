@@ -1,4 +1,4 @@
-"""`rollout status` and `rollout verify`: read-only views of the rollout."""
+"""`rollout status`, `verify`, `show` and `runs`: read-only views of the rollout."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import click
 from rollout.cli import exits
 from rollout.cli.app import FORMAT_HELP, cli, options
 from rollout.operations.show import show_owner
-from rollout.operations.status import read_status
+from rollout.operations.status import read_status, run_history
 from rollout.operations.verify import verify as run_verify
 from rollout.render.history import render_runs, render_show
 from rollout.render.views import render_status, render_verify
-from rollout.store.engine import transaction
 
 
 @cli.command()
@@ -56,6 +55,5 @@ def show(ctx: click.Context, owner_id: int, fmt: str) -> int:
 @click.pass_context
 def runs(ctx: click.Context, limit: int, fmt: str) -> int:
     """The history of every invocation: runs, sweeps, rollbacks, and those with nothing to do or refused."""
-    history = transaction(options(ctx).engine(read_only=True), lambda conn: history.recent_runs(conn, limit))
-    click.echo(render_runs(history, fmt))
+    click.echo(render_runs(run_history(options(ctx).engine(read_only=True), limit), fmt))
     return exits.OK

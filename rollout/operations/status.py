@@ -40,3 +40,8 @@ def read_status(engine: Engine, plan: WavePlan, runs: int = 10) -> Status:
 
     control, recent, failed, unknown = transaction(engine, read)
     return Status(tuple(current_waves(engine, plan)), control, tuple(recent), tuple(failed), unknown)
+
+
+def run_history(engine: Engine, limit: int) -> list[dict[str, Any]]:
+    """`rollout runs`: the last `limit` invocations, newest first."""
+    return transaction(engine, lambda conn: history.recent_runs(conn, limit))

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rollout.operations.show import OwnerStory
-from rollout.render.table import printable, table, to_json
+from rollout.render.table import plural, printable, table, to_json
 from rollout.store.dialect import as_datetime
 
 
@@ -97,7 +97,7 @@ def render_show(story: OwnerStory, fmt: str) -> str:
     if story.blocked_reason:
         lines.append(f"  blocked: {story.blocked_reason}")
     if story.last_error:
-        lines.append(f"  last error ({story.failed_attempts} failed attempts): {story.last_error}")
+        lines.append(f"  last error ({plural(story.failed_attempts, 'failed attempt')}): {story.last_error}")
     if story.billing_account is not None:
         b = story.billing_account
         where = (

@@ -40,7 +40,11 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     widths = [width(h) for h in headers]
     for row in cells:
         widths = [max(w, width(c)) for w, c in zip(widths, row, strict=True)]
-    numeric = [all(_is_number(row[i]) for row in cells) and bool(cells) for i in range(len(headers))]
+    # A column of numbers (empty cells allowed) is right-aligned.
+    numeric = [
+        all(_is_number(row[i]) or not row[i] for row in cells) and any(row[i] for row in cells)
+        for i in range(len(headers))
+    ]
 
     def pad(value: str, size: int, right: bool) -> str:
         fill = " " * (size - width(value))

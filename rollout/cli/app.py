@@ -25,7 +25,8 @@ from rollout.engine.planfile import load_plan, packaged_plan
 from rollout.engine.planvalues import parse_duration
 from rollout.engine.waveplan import WavePlan
 from rollout.errors import RolloutError, UsageError, describe
-from rollout.store.engine import make_engine
+from rollout.store import indexes
+from rollout.store.engine import make_engine, transaction
 from rollout.store.schema import check_schema
 
 DEFAULT_DATABASE_URL = "sqlite:///rollout.db"
@@ -90,6 +91,29 @@ def say(message: str, event: str, *, level: str = "info", **fields: Any) -> None
         getattr(log, level)(event, message=message, **fields)
     else:
         click.echo(message, err=True)
+
+
+def warn_missing_indexes(engine: Engine) -> None:
+    """The preflight of `plan` and `run`: a warning, with its statement, for each lookup of the job
+    that no platform index serves (each batch would scan the table)."""
+    lacking = transaction(engine, indexes.missing)
+    for index in lacking:
+        say(
+            f"rollout: warning: no index on {index.lookup}: every batch scans {index.table}."
+            f" As the table's owner: {index.statement}",
+            "indexes.missing",
+            level="warning",
+            table=index.table,
+            columns=list(index.columns),
+            statement=index.statement,
+        )
+    if lacking:
+        say(
+            "rollout: `rollout db indexes` builds them, one at a time, without blocking the platform's writes",
+            "indexes.hint",
+            level="warning",
+            missing=len(lacking),
+        )
 
 
 def default_operator() -> str:

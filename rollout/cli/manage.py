@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import click
@@ -15,6 +16,7 @@ from rollout.operations.rollback import check_owner, rollback, wave_migrated_own
 from rollout.render.table import plural, printable, to_json
 from rollout.render.views import render_rollback
 from rollout.seed import seed as seed_data
+from rollout.store import indexes
 from rollout.store.engine import make_engine, transaction
 from rollout.store.schema import grants, init_schema
 
@@ -57,6 +59,39 @@ def db_grants(role: str, read_only: bool) -> int:
     """Print the GRANT statements the job's role needs (run them as the tables' owner)."""
     for statement in grants(role, read_only=read_only):
         click.echo(statement)
+    return exits.OK
+
+
+@db_group.command("indexes")
+@click.option(
+    "--print", "print_only", is_flag=True, help="Print the statements of the missing ones; build nothing."
+)
+@click.pass_context
+def db_indexes(ctx: click.Context, print_only: bool) -> int:
+    """Build the platform indexes the job relies on that are missing, one at a time, without
+    blocking the platform's writes (CONCURRENTLY on PostgreSQL). Run it as the tables' owner."""
+    engine = options(ctx).engine()
+    if print_only:
+        lacking = transaction(engine, indexes.missing)
+        for index in lacking:
+            click.echo(index.statement)
+        if not lacking:
+            click.echo("-- every index the job relies on is present")
+        return exits.OK
+    started = time.monotonic()
+
+    def announce(index: indexes.Index) -> None:
+        say(
+            f"building {index.name} on {index.lookup}: {index.statement}",
+            "indexes.building",
+            index=index.name,
+        )
+
+    built = indexes.build_missing(engine, announce)
+    if built:
+        click.echo(f"built {plural(len(built), 'index', 'indexes')} in {time.monotonic() - started:.1f} s")
+    else:
+        click.echo("every index the job relies on is present; nothing built")
     return exits.OK
 
 

@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy import Engine
 
 from rollout.cli import exits
-from rollout.cli.app import cli, duration, on_terminal, options, safe_url, say
+from rollout.cli.app import cli, duration, on_terminal, options, safe_url, say, warn_missing_indexes
 from rollout.cli.outputs import writable
 from rollout.cli.progress import progress_bar
 from rollout.clock import utcnow
@@ -83,6 +83,7 @@ def plan_command(ctx: click.Context, wave: str, fmt: str | None, output: Path | 
     plan = opts.plan()
     selected = plan.wave(wave)
     engine = opts.engine(read_only=True)
+    warn_missing_indexes(engine)
     fmt = fmt or ("table" if output is None and sys.stdout.isatty() else "json")
     totals = write_dry_run(engine, plan, selected, fmt, output)
     if output is not None:
@@ -182,6 +183,7 @@ def run(
     if asked.wave is not None:
         plan.wave(asked.wave)
     engine = opts.engine()
+    warn_missing_indexes(engine)
     outputs = Metrics(engine, plan, metrics_file, metrics_push)
     try:
         result = running.run(

@@ -152,7 +152,11 @@ def script(filename: str, dialect_name: str) -> list[str]:
         folder = folder / part
     variant = folder / name.replace(".sql", f".{dialect_name}.sql")
     source_text = (variant if variant.is_file() else folder / name).read_text(encoding="utf-8")
-    source_text = _without_comments(source_text).replace("{identity}", dialect.IDENTITY_COLUMN[dialect_name])
+    source_text = (
+        _without_comments(source_text)
+        .replace("{identity}", dialect.IDENTITY_COLUMN[dialect_name])
+        .replace("{create_index}", dialect.CREATE_INDEX[dialect_name])
+    )
     return [statement.strip() for statement in source_text.split(";") if statement.strip()]
 
 

@@ -1,0 +1,160 @@
+"""The platform's indexes are not the job's: `plan` and `run` warn, with the exact statement, for
+each lookup of the job that no index serves, and `rollout db indexes` builds the missing ones
+(CONCURRENTLY on PostgreSQL, run as the tables' owner)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from rollout.store import indexes
+from rollout.store.schema import PLATFORM_TABLES
+from tests.support import Platform, errors, events, rollout, scalar, write_plan
+
+PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
+DROPPED = ("organizations_owner_id_idx", "projects_owner_id_idx")
+
+
+@pytest.fixture
+def plan(tmp_path: Path) -> Path:
+    return write_plan(tmp_path, PLAN)
+
+
+@pytest.fixture
+def bare(engine: Engine) -> Engine:
+    """A platform with three owners whose schema has no index on organizations or projects by owner."""
+    with engine.begin() as conn:
+        Platform(conn).shared_owners(range(1, 4))
+        for name in DROPPED:
+            conn.execute(text(f"DROP INDEX {name}"))
+    return engine
+
+
+def statement(engine: Engine, table: str, column: str) -> str:
+    verb = "CREATE INDEX CONCURRENTLY" if engine.dialect.name == "postgresql" else "CREATE INDEX"
+    return f"{verb} IF NOT EXISTS {table}_{column}_idx ON {table} ({column});"
+
+
+def missing_events(stderr: str) -> list[dict[str, object]]:
+    return [e for e in events(stderr) if e["event"] == "indexes.missing"]
+
+
+def test_every_lookup_of_the_file_names_a_platform_table_and_a_complete_schema_lacks_none(
+    engine: Engine,
+) -> None:
+    wanted = indexes.needed(engine.dialect.name)
+    assert {index.table for index in wanted} <= set(PLATFORM_TABLES)
+    assert ("organizations", ("owner_id",)) in {(index.table, index.columns) for index in wanted}
+    with engine.connect() as conn:
+        assert indexes.missing(conn) == []
+
+
+def test_plan_and_run_warn_with_the_statement_of_each_missing_index(
+    bare: Engine, db_url: str, plan: Path
+) -> None:
+    expected = [statement(bare, "organizations", "owner_id"), statement(bare, "projects", "owner_id")]
+    dry = rollout("plan", "--wave", "everyone", "--format", "json", db_url=db_url, plan=plan)
+    assert dry.returncode == 0, dry.stderr
+    assert [e["statement"] for e in missing_events(dry.stderr)] == expected
+    assert [e["table"] for e in missing_events(dry.stderr)] == ["organizations", "projects"]
+    assert any(e["event"] == "indexes.hint" and e["missing"] == 2 for e in events(dry.stderr))
+    done = rollout("run", "--wave", "everyone", db_url=db_url, plan=plan)
+    assert done.returncode == 0, done.stderr
+    assert [e["statement"] for e in missing_events(done.stderr)] == expected
+    # The warning does not stop the work.
+    assert scalar(bare, "SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL") == 3
+
+
+def test_db_indexes_builds_the_missing_ones_and_then_nothing_is_missing(
+    bare: Engine, db_url: str, plan: Path
+) -> None:
+    printed = rollout("db", "indexes", "--print", db_url=db_url, plan=plan, check=True)
+    assert printed.stdout.splitlines() == [
+        statement(bare, "organizations", "owner_id"),
+        statement(bare, "projects", "owner_id"),
+    ]
+    with bare.connect() as conn:
+        assert [index.name for index in indexes.missing(conn)] == list(DROPPED)
+    built = rollout("db", "indexes", db_url=db_url, plan=plan)
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.strip().startswith("built 2 indexes in ")
+    assert [e["index"] for e in events(built.stderr) if e["event"] == "indexes.building"] == list(DROPPED)
+    with bare.connect() as conn:
+        assert indexes.missing(conn) == []
+    again = rollout("db", "indexes", db_url=db_url, plan=plan, check=True)
+    assert again.stdout.strip() == "every index the job relies on is present; nothing built"
+    assert rollout("db", "indexes", "--print", db_url=db_url, check=True).stdout.strip() == (
+        "-- every index the job relies on is present"
+    )
+    quiet = rollout("plan", "--wave", "everyone", "--format", "json", db_url=db_url, plan=plan, check=True)
+    assert missing_events(quiet.stderr) == []
+
+
+def test_any_index_leading_with_the_columns_serves_but_a_partial_one_does_not(bare: Engine) -> None:
+    with bare.begin() as conn:
+        conn.execute(text("CREATE INDEX platform_orgs_by_owner ON organizations (owner_id, created_at)"))
+        conn.execute(
+            text("CREATE INDEX platform_live_projects ON projects (owner_id) WHERE status <> 'deleted'")
+        )
+        conn.execute(text("CREATE INDEX platform_projects_by_region ON projects (region, owner_id)"))
+    with bare.connect() as conn:
+        assert [index.lookup for index in indexes.missing(conn)] == ["projects (owner_id)"]
+
+
+def test_an_invalid_index_of_the_same_name_is_one_line_naming_the_fix(
+    bare: Engine, db_url: str, pg_admin: Engine
+) -> None:
+    if bare.dialect.name != "postgresql":
+        pytest.skip("only PostgreSQL leaves an invalid index behind a failed concurrent build")
+    with bare.begin() as conn:
+        conn.execute(text("CREATE INDEX organizations_owner_id_idx ON organizations (owner_id)"))
+        conn.execute(
+            text(
+                "UPDATE pg_index SET indisvalid = false"
+                " WHERE indexrelid = 'organizations_owner_id_idx'::regclass"
+            )
+        )
+    failed = rollout("db", "indexes", db_url=db_url)
+    assert failed.returncode == 1
+    (line,) = errors(failed.stderr)
+    assert "organizations_owner_id_idx on organizations (owner_id)" in line
+    assert "DROP INDEX CONCURRENTLY" in line
+    # projects' index was built all the same.
+    with bare.connect() as conn:
+        assert [index.name for index in indexes.missing(conn)] == ["organizations_owner_id_idx"]
+
+
+def test_a_role_that_does_not_own_the_tables_is_told_who_can(
+    bare: Engine, db_url: str, pg_admin: Engine
+) -> None:
+    if bare.dialect.name != "postgresql":
+        pytest.skip("roles and privileges are PostgreSQL's")
+    name = f"rollout_job_{uuid.uuid4().hex[:8]}"
+    with pg_admin.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
+    try:
+        printed = rollout("db", "grants", "--role", name, db_url=db_url, check=True).stdout
+        with bare.begin() as conn:
+            for line in printed.strip().splitlines():
+                conn.execute(text(line))
+        as_role = make_url(db_url).set(username=name).render_as_string(hide_password=False)
+        # The job's role sees what is missing (the catalog is readable by all) ...
+        shown = rollout("db", "indexes", "--print", db_url=as_role, check=True)
+        assert len(shown.stdout.splitlines()) == 2
+        # ... and cannot build it: one line, exit 2.
+        refused = rollout("db", "indexes", db_url=as_role)
+        assert refused.returncode == 2, refused.stderr
+        (line,) = errors(refused.stderr)
+        assert "only the tables' owner may create indexes" in line
+        with bare.connect() as conn:
+            assert len(indexes.missing(conn)) == 2
+    finally:
+        with bare.begin() as conn:
+            conn.execute(text(f'DROP OWNED BY "{name}"'))
+        bare.dispose()
+        with pg_admin.connect() as conn:
+            conn.execute(text(f'DROP ROLE "{name}"'))

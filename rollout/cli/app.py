@@ -25,8 +25,8 @@ from rollout.engine.planfile import load_plan, packaged_plan
 from rollout.engine.planvalues import parse_duration
 from rollout.engine.waveplan import WavePlan
 from rollout.errors import RolloutError, UsageError, describe
-from rollout.store import indexes
-from rollout.store.engine import make_engine, transaction
+from rollout.operations.indexes import missing_indexes
+from rollout.store.engine import make_engine
 from rollout.store.schema import check_schema
 
 DEFAULT_DATABASE_URL = "sqlite:///rollout.db"
@@ -96,7 +96,7 @@ def say(message: str, event: str, *, level: str = "info", **fields: Any) -> None
 def warn_missing_indexes(engine: Engine) -> None:
     """The preflight of `plan` and `run`: a warning, with its statement, for each lookup of the job
     that no platform index serves (each batch would scan the table)."""
-    lacking = transaction(engine, indexes.missing)
+    lacking = missing_indexes(engine)
     for index in lacking:
         say(
             f"rollout: warning: no index on {index.lookup}: every batch scans {index.table}."

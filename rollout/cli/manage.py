@@ -10,14 +10,15 @@ import click
 from rollout import logs
 from rollout.cli import exits
 from rollout.cli.app import FORMAT_HELP, cli, on_terminal, options, say
-from rollout.engine import ledger
 from rollout.errors import UsageError
+from rollout.operations.control import set_paused
+from rollout.operations.indexes import build_indexes, missing_indexes
 from rollout.operations.rollback import check_owner, rollback, wave_migrated_owners
 from rollout.render.table import plural, printable, to_json
 from rollout.render.views import render_rollback
 from rollout.seed import seed as seed_data
-from rollout.store import indexes
-from rollout.store.engine import make_engine, transaction
+from rollout.store.engine import make_engine
+from rollout.store.indexes import Index
 from rollout.store.schema import grants, init_schema
 
 
@@ -72,7 +73,7 @@ def db_indexes(ctx: click.Context, print_only: bool) -> int:
     blocking the platform's writes (CONCURRENTLY on PostgreSQL). Run it as the tables' owner."""
     engine = options(ctx).engine()
     if print_only:
-        lacking = transaction(engine, indexes.missing)
+        lacking = missing_indexes(engine)
         for index in lacking:
             click.echo(index.statement)
         if not lacking:
@@ -80,14 +81,14 @@ def db_indexes(ctx: click.Context, print_only: bool) -> int:
         return exits.OK
     started = time.monotonic()
 
-    def announce(index: indexes.Index) -> None:
+    def announce(index: Index) -> None:
         say(
             f"building {index.name} on {index.lookup}: {index.statement}",
             "indexes.building",
             index=index.name,
         )
 
-    built = indexes.build_missing(engine, announce)
+    built = build_indexes(engine, announce)
     if built:
         click.echo(f"built {plural(len(built), 'index', 'indexes')} in {time.monotonic() - started:.1f} s")
     else:
@@ -179,7 +180,7 @@ def rollback_command(
 def pause(ctx: click.Context, reason: str | None) -> int:
     """Stop running workers after their batch; refuse new runs."""
     opts = options(ctx)
-    transaction(opts.engine(), lambda conn: ledger.set_paused(conn, True, reason, opts.operator))
+    set_paused(opts.engine(), True, reason, opts.operator)
     click.echo(
         "paused: running workers stop after their current batch; new runs exit 4 until `rollout resume`"
     )
@@ -191,6 +192,6 @@ def pause(ctx: click.Context, reason: str | None) -> int:
 def resume(ctx: click.Context) -> int:
     """Allow runs again after `rollout pause`."""
     opts = options(ctx)
-    transaction(opts.engine(), lambda conn: ledger.set_paused(conn, False, None, opts.operator))
+    set_paused(opts.engine(), False, None, opts.operator)
     click.echo("resumed")
     return exits.OK

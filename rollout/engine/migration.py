@@ -27,7 +27,7 @@ from rollout.engine.batchread import (
 from rollout.engine.changes import BatchChanges, BlockedOwner, OwnerChanges, access_digest
 from rollout.engine.states import PERMISSIONS, BlockedReason
 from rollout.errors import ConcurrentChange
-from rollout.store.queries import execute_rows, rows
+from rollout.store.queries import execute_rows, execute_rows_returning, rows
 
 
 def compute_batch(
@@ -245,16 +245,14 @@ def apply_batch(
 ) -> Applied:
     """Carries out changes computed with `lock=True` in the same transaction, with their checkpoints."""
     new = [o for o in changes.owners if not o.existing]
-    execute_rows(
+    created = execute_rows_returning(
         conn,
         "insert_organization",
         [{"name": o.organization_name, "label": o.organization_label, "owner_id": o.owner_id} for o in new],
         now=now,
     )
     org_of = {o.owner_id: o.organization_id for o in changes.owners if o.organization_id is not None}
-    if new:
-        created = rows(conn, "organizations_of_owners", owner_ids=[o.owner_id for o in new])
-        org_of.update({row.owner_id: row.id for row in created})
+    org_of.update({row.owner_id: row.id for row in created})
     if len(org_of) != len(changes.owners):
         raise ConcurrentChange("an organization of a batch owner vanished before the batch committed")
 

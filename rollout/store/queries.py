@@ -138,6 +138,21 @@ def execute_rows(conn: Connection, name: str, rows: Sequence[Mapping[str, Any]],
     return int(_run(conn, name, dialect.row_parameters(conn, rows, constants)).rowcount)
 
 
+def execute_rows_returning(
+    conn: Connection, name: str, rows: Sequence[Mapping[str, Any]], /, **constants: Any
+) -> Sequence[Row[Any]]:
+    """`execute_rows` for a statement with `RETURNING`: the rows it returns. One round trip for the
+    batch on PostgreSQL; on SQLite, in process, one statement per row (executemany returns none)."""
+    if not rows:
+        return []
+    statement = query(name, conn.dialect.name)
+    assert statement is not None, f"{name} is empty on {conn.dialect.name}"
+    params = dialect.row_parameters(conn, rows, constants)
+    if isinstance(params, list):
+        return [row for one_row in params for row in conn.execute(statement, one_row).all()]
+    return conn.execute(statement, params).all()
+
+
 def load(conn: Connection, name: str, rows: Iterable[Sequence[Any]]) -> int:
     """Bulk-loads rows with a named `COPY` (PostgreSQL) / `INSERT … VALUES (?, …)` (SQLite)."""
     return dialect.load_rows(conn, source(name, conn.dialect.name), rows)

@@ -160,11 +160,10 @@ ORDER BY e.project_id, ea.environment_id, ea.user_id;
 SELECT name FROM organizations WHERE name IN :names;
 
 -- name: insert_organization
+-- The new organizations' ids come back with the insert: no second lookup by owner.
 INSERT INTO organizations (name, label, owner_id, created_at)
-SELECT t.name, t.label, t.owner_id, :now FROM ROWS t (name TEXT, label TEXT, owner_id BIGINT);
-
--- name: organizations_of_owners
-SELECT id, owner_id FROM organizations WHERE owner_id IN :owner_ids;
+SELECT t.name, t.label, t.owner_id, :now FROM ROWS t (name TEXT, label TEXT, owner_id BIGINT)
+RETURNING id, owner_id;
 
 -- name: insert_member
 INSERT INTO organization_members (organization_id, user_id, created_at)

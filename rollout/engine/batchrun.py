@@ -75,6 +75,7 @@ class BatchExecutor:
         self.stop = StopSignals(cancel=self._cancel_active)
         self._active: Any = None  # the driver connection of the batch under way
         self._seq = 0
+        self._timed_out = False  # a timeout deferred owners of the batch under way
         # What the runner's pacing reads and adds to between batches.
         self.throttled_before_batch = 0.0
         self.last_waiting = 0
@@ -88,14 +89,16 @@ class BatchExecutor:
         stats = _BatchStats(utcnow())
         isolate(
             owner_ids,
-            lambda ids: self._commit(ids, stats, sweeping),
+            lambda ids: self._commit_or_defer(ids, stats, sweeping),
             self._fail_or_defer,
             passthrough=(DatabaseUnavailable, PermissionDenied, LockLost, Aborted, BudgetSpent),
             split=lambda size, exc: log.warning("batch.split", owners=size, error=describe(exc)),
         )
         duration = time.monotonic() - started
         self.last_batch_seconds = duration
-        self.sizer.observe(len(owner_ids), duration)
+        if not self._timed_out:  # its time says nothing of the size: the size was halved instead
+            self.sizer.observe(len(owner_ids), duration)
+        self._timed_out = False
         self._seq += 1
         record = history.BatchRecord(
             run_id=self.run_id,
@@ -124,6 +127,33 @@ class BatchExecutor:
         """Records the batch; reads, in the same round, the pause switch and the replication lag."""
         history.record_batch(conn, record)
         return self.read_between(conn)
+
+    def _commit_or_defer(self, owner_ids: Sequence[int], stats: _BatchStats, sweeping: bool) -> None:
+        """A batch that ran into its `statement_timeout` is deferred whole, not split: each half
+        would run into it again (a slow statement, not one owner at fault). The batch size halves,
+        and the owners come back in the deferred round, in smaller batches. A lock timeout (a name
+        another transaction is inserting) is one owner's: the batch is split to isolate it."""
+        try:
+            self._commit(owner_ids, stats, sweeping)
+        except Exception as exc:
+            if len(owner_ids) == 1 or not dialect.is_cancelled(exc):
+                raise
+            self._defer(owner_ids, exc)
+
+    def _defer(self, owner_ids: Sequence[int], exc: Exception) -> None:
+        self.sizer.shrink()
+        self._timed_out = True
+        for owner_id in owner_ids:
+            self.deferred[owner_id] = None
+
+        def record(conn: Connection) -> None:
+            ledger.record_deferred(conn, list(owner_ids), wave=self.wave, run_id=self.run_id, now=utcnow())
+
+        transaction(self.engine, record, interrupt=self._stopping)
+        if len(owner_ids) == 1:
+            log.warning("owner.deferred", owner_id=owner_ids[0], reason=describe(exc))
+        else:
+            log.warning("batch.deferred", owners=len(owner_ids), reason=describe(exc))
 
     def _commit(self, owner_ids: Sequence[int], stats: _BatchStats, sweeping: bool) -> None:
         started = time.monotonic()
@@ -220,14 +250,7 @@ class BatchExecutor:
         """An owner alone in a batch that failed: deferred when it only waited too long (a lock
         or a statement timeout: never a failure, never the error budget), else failed."""
         if dialect.is_lock_timeout(exc) or dialect.is_cancelled(exc):
-            self.sizer.shrink()
-            self.deferred[owner_id] = None
-
-            def record(conn: Connection) -> None:
-                ledger.record_deferred(conn, [owner_id], wave=self.wave, run_id=self.run_id, now=utcnow())
-
-            transaction(self.engine, record, interrupt=self._stopping)
-            log.warning("owner.deferred", owner_id=owner_id, reason=describe(exc))
+            self._defer([owner_id], exc)
             return
         self._fail(owner_id, exc)
 

@@ -113,3 +113,40 @@ def test_a_lock_timeout_defers_the_owner_and_spends_no_error_budget(engine: Engi
     assert (summary.counts.migrated, summary.counts.failed, summary.outcome) == (2, 0, RunOutcome.SUCCEEDED)
     assert scalar(engine, "SELECT name FROM organizations WHERE owner_id = 1") == "alice"
     assert [e["owner_id"] for e in logged if e["event"] == "owner.deferred"] == [1]
+
+
+def test_a_statement_timeout_defers_the_batch_whole_instead_of_splitting_it(engine: Engine) -> None:
+    """One owner's project update is slow (a trigger sleeps 2 s) and the batch's statements get 1 s:
+    the batch of four is deferred whole (no split, each half would time out again), the size
+    halves, and the deferred round migrates the others; the slow owner stays deferred, never failed."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("statement_timeout is PostgreSQL's")
+    owners(engine, 4)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER slow BEFORE UPDATE ON projects FOR EACH ROW"
+                " WHEN (NEW.owner_id = 3) EXECUTE FUNCTION slow()"
+            )
+        )
+    settings = RolloutSettings(
+        batch_size=4,
+        min_batch_size=1,
+        statement_timeout=timedelta(seconds=1),
+        max_failures=0,
+        retry_deferred_for=timedelta(seconds=3),
+    )
+    with capture_logs() as logged:
+        summary = run_wave(engine, settings=settings)
+    events = [e["event"] for e in logged]
+    assert "batch.split" not in events
+    assert [e["owners"] for e in logged if e["event"] == "batch.deferred"][0] == 4
+    assert (summary.counts.migrated, summary.counts.failed, summary.deferred) == (3, 0, (3,))
+    assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 3") == "deferred"
+    assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL") == 3

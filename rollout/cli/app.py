@@ -26,6 +26,7 @@ from rollout.engine.planvalues import parse_duration
 from rollout.engine.waveplan import WavePlan
 from rollout.errors import RolloutError, UsageError, describe
 from rollout.operations.indexes import missing_indexes
+from rollout.render.table import printable
 from rollout.store.engine import make_engine
 from rollout.store.schema import check_schema
 
@@ -265,7 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     except RolloutError as exc:
         _traceback_if_verbose(ctx)
         code = exits.for_error(exc)
-        click.echo(logs.error_line(str(exc), code), err=True)
+        # A pause reason, a wave or owner name may come back in the message: never raw on a terminal.
+        click.echo(logs.error_line(str(exc) if logs.is_json() else printable(str(exc)), code), err=True)
     except Exception as exc:
         _traceback_if_verbose(ctx)
         code = exits.FAILED

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from http.client import HTTPException
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 import click
 import structlog
@@ -15,16 +13,16 @@ from sqlalchemy import Engine
 
 from rollout.cli import exits
 from rollout.cli.app import cli, duration, on_terminal, options, safe_url, say, warn_missing_indexes
-from rollout.cli.outputs import writable
+from rollout.cli.outputs import METRICS_FILE, METRICS_PUSH, Metrics, writable
 from rollout.cli.progress import progress_bar
 from rollout.clock import utcnow
 from rollout.engine.changes import ChangeTotals
+from rollout.engine.states import RunOutcome
 from rollout.engine.summary import RunSummary
 from rollout.engine.waveplan import Wave, WavePlan
 from rollout.errors import RolloutError, UsageError
-from rollout.operations import dryrun, metrics
+from rollout.operations import dryrun
 from rollout.operations import run as running
-from rollout.render.metrics import push_metrics, write_metrics
 from rollout.render.report import WRITERS, Context
 from rollout.render.table import plural, printable, to_json
 from rollout.render.views import run_dict, run_line
@@ -99,32 +97,6 @@ def plan_command(ctx: click.Context, wave: str, fmt: str | None, output: Path | 
     return exits.OK
 
 
-METRICS_FILE = click.option(
-    "--metrics-file", type=click.Path(path_type=Path, dir_okay=False), help="Prometheus textfile to write."
-)
-
-
-def _gateway(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """A click callback: a Pushgateway address (`http(s)://host:port`, or `host:port`) that can be
-    used, checked before any work."""
-    if value is None:
-        return None
-    parts = urlsplit(value if "://" in value else f"http://{value}")
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: the port is not a number") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
-        raise click.BadParameter(f"{value!r} is not a Pushgateway address like http://pushgateway:9091")
-    return value
-
-
-METRICS_PUSH = click.option(
-    "--metrics-push",
-    metavar="URL",
-    callback=_gateway,
-    help="Prometheus Pushgateway to push the metrics to (grouped by job and wave): where no textfile collector runs.",
-)
 RESULT_FORMAT = click.option(
     "--format",
     "fmt",
@@ -289,26 +261,6 @@ def _report(summary: RunSummary, fmt: str) -> int:
             level="warning",
             owners=list(summary.deferred[:100]),
         )
-    if summary.outcome == "halted":
+    if summary.outcome is RunOutcome.HALTED:
         say(f"rollout: halted: {summary.stop_text}", "run.halted", level="error", reason=summary.stop_text)
     return exits.for_run(summary)
-
-
-class Metrics:
-    """Where a command's metrics go: a textfile, a Pushgateway, both or neither."""
-
-    def __init__(self, engine: Engine, plan: WavePlan, path: Path | None, push: str | None) -> None:
-        self.engine, self.plan, self.path, self.push = engine, plan, path, push
-
-    def write(self, result: running.RunResult | None) -> None:
-        if self.path is None and self.push is None:
-            return
-        try:
-            snapshot = metrics.snapshot(self.engine, self.plan, result)
-            if self.path is not None:
-                write_metrics(self.path, snapshot)
-            if self.push is not None:
-                push_metrics(self.push, snapshot, [w.name for w in self.plan.waves])
-        except (RolloutError, OSError, ValueError, HTTPException) as exc:
-            # The work is done and recorded: metrics that cannot be written are a warning.
-            log.warning("metrics.unwritten", path=str(self.path), push=self.push, error=str(exc))

@@ -16,9 +16,10 @@ from sqlalchemy import Connection, Engine
 
 from rollout.clock import utcnow
 from rollout.engine import history, ledger
+from rollout.engine.apply import Applied, apply_batch
 from rollout.engine.batches import isolate
 from rollout.engine.changes import BatchChanges, Drift
-from rollout.engine.migration import Applied, apply_batch, compute_batch
+from rollout.engine.migration import compute_batch
 from rollout.engine.pacing import BatchSizer
 from rollout.engine.signals import Aborted, StopSignals
 from rollout.engine.summary import Progress, ReportGate

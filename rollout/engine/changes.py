@@ -1,5 +1,5 @@
 """What a batch of owners would change: computed once by `migration.compute_batch`, rendered by
-the dry-run report, checked against an approved report, carried out by `migration.apply_batch`."""
+the dry-run report, checked against an approved report, carried out by `apply.apply_batch`."""
 
 from __future__ import annotations
 

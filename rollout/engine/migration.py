@@ -1,21 +1,19 @@
 """Migrating one batch of owners: what it would change, computed once, then applied.
 
 `compute_batch` reads the platform tables (locking the moving projects when asked) and returns the
-`BatchChanges`; the dry-run report renders them and `apply_batch` carries them out, so the report
-and the migration cannot disagree. Each step is a handful of statements for the whole batch.
+`BatchChanges`; the dry-run report renders them and `engine.apply.apply_batch` carries them out,
+so the report and the migration cannot disagree. Each step is a handful of statements for the whole batch.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
-from rollout.engine import ledger, naming
+from rollout.engine import naming
 from rollout.engine.batchread import (
     BatchRead,
     Owner,
@@ -26,8 +24,7 @@ from rollout.engine.batchread import (
 )
 from rollout.engine.changes import BatchChanges, BlockedOwner, OwnerChanges, access_digest
 from rollout.engine.states import PERMISSIONS, BlockedReason
-from rollout.errors import ConcurrentChange
-from rollout.store.queries import execute_rows, execute_rows_returning, rows
+from rollout.store.queries import rows
 
 
 def compute_batch(
@@ -225,117 +222,3 @@ def _new_names(
     reserved.update(kept.values())
     bases = [(o.id, naming.base_name(o.username, o.id)) for o in owners if o.id not in kept]
     return kept | naming.assign_names(bases, taken, reserved)
-
-
-@dataclass(frozen=True)
-class Applied:
-    """The outcome of a committed batch, for logs and counts."""
-
-    migrated: int
-    blocked: int
-    deferred: int
-    organizations_created: int
-    projects_moved: int
-    members_added: int
-    billing_accounts_moved: int
-
-
-def apply_batch(
-    conn: Connection, changes: BatchChanges, *, run_id: str, wave: str | None, now: datetime
-) -> Applied:
-    """Carries out changes computed with `lock=True` in the same transaction, with their checkpoints."""
-    new = [o for o in changes.owners if not o.existing]
-    created = execute_rows_returning(
-        conn,
-        "insert_organization",
-        [{"name": o.organization_name, "label": o.organization_label, "owner_id": o.owner_id} for o in new],
-        now=now,
-    )
-    org_of = {o.owner_id: o.organization_id for o in changes.owners if o.organization_id is not None}
-    org_of.update({row.owner_id: row.id for row in created})
-    if len(org_of) != len(changes.owners):
-        raise ConcurrentChange("an organization of a batch owner vanished before the batch committed")
-
-    members = []  # the owner (when not a member yet) and the collaborators, all recorded as added
-    permissions = []
-    for o in changes.owners:
-        org_id = org_of[o.owner_id]
-        joining = ([] if o.owner_is_member else [o.owner_id]) + list(o.members_to_add)
-        members += [{"organization_id": org_id, "user_id": u, "owner_id": o.owner_id} for u in joining]
-        permissions += [
-            {"organization_id": org_id, "user_id": o.owner_id, "permission": p, "owner_id": o.owner_id}
-            for p in o.owner_permissions_to_add
-        ]
-    execute_rows(conn, "insert_member", members, now=now)
-    ledger.record_added_members(conn, members, run_id=run_id)
-    execute_rows(conn, "insert_permission", permissions)
-    ledger.record_added_permissions(conn, permissions, run_id=run_id)
-
-    projects = [
-        {"project_id": p, "owner_id": o.owner_id, "organization_id": org_of[o.owner_id]}
-        for o in changes.owners
-        for p in o.projects
-    ]
-    moved = execute_rows(conn, "move_projects", projects)
-    if moved != len(projects):
-        raise ConcurrentChange(f"{len(projects) - moved} projects changed before they could be moved")
-    ledger.record_moved_projects(
-        conn,
-        [
-            {
-                "project_id": p,
-                "owner_id": o.owner_id,
-                "organization_id": org_of[o.owner_id],
-                "access_digest": d,
-            }
-            for o in changes.owners
-            for p, d in o.access_digests
-        ],
-        run_id=run_id,
-    )
-
-    billing = [
-        {
-            "billing_account_id": o.billing_account_id,
-            "owner_id": o.owner_id,
-            "organization_id": org_of[o.owner_id],
-        }
-        for o in changes.owners
-        if o.billing_account_id is not None
-    ]
-    if execute_rows(conn, "move_billing_accounts", billing) != len(billing):
-        raise ConcurrentChange("a billing account changed before it could be moved")
-
-    ledger.record_migrated(
-        conn,
-        [
-            {
-                "owner_id": o.owner_id,
-                "organization_id": org_of[o.owner_id],
-                "organization_name": o.organization_name,
-                "organization_created": not o.existing,
-                "billing_account_id": o.billing_account_id,
-            }
-            for o in changes.owners
-        ],
-        wave=wave,
-        run_id=run_id,
-        now=now,
-    )
-    ledger.record_blocked(
-        conn,
-        [{"owner_id": b.owner_id, "reason": str(b.reason)} for b in changes.blocked],
-        wave=wave,
-        run_id=run_id,
-        now=now,
-    )
-    ledger.record_deferred(conn, changes.deferred, wave=wave, run_id=run_id, now=now)
-    return Applied(
-        migrated=len(changes.owners),
-        blocked=len(changes.blocked),
-        deferred=len(changes.deferred),
-        organizations_created=len(new),
-        projects_moved=len(projects),
-        members_added=sum(len(o.members_to_add) for o in changes.owners),
-        billing_accounts_moved=len(billing),
-    )

@@ -12,7 +12,7 @@ from rollout.operations.rollback import RollbackReport
 from rollout.operations.status import Status
 from rollout.operations.verify import Cause, VerifyReport
 from rollout.render.history import runs_table
-from rollout.render.table import plural, table, to_json
+from rollout.render.table import plural, printable, table, to_json
 
 
 def run_line(summary: RunSummary) -> str:
@@ -123,7 +123,9 @@ def _pause_line(status: Status) -> str:
     if not control.paused:
         return "Not paused."
     when = control.changed_at.isoformat(timespec="seconds") if control.changed_at else "an unknown time"
-    return f"PAUSED by {control.changed_by or 'unknown'} at {when}: {control.reason or 'no reason given'}"
+    return printable(
+        f"PAUSED by {control.changed_by or 'unknown'} at {when}: {control.reason or 'no reason given'}"
+    )
 
 
 def render_verify(report: VerifyReport, fmt: str) -> str:

@@ -9,6 +9,7 @@ import csv
 import hashlib
 import io
 import json
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -242,3 +243,26 @@ def test_open_choices_reserved_names_blank_labels_percent_steps_and_unknown_owne
     fine = write_plan(tmp_path, '[[waves]]\nname = "tiny"\npercent = 0.005\n', "fine.toml")
     refused = rollout("status", db_url=db_url, plan=fine)
     assert refused.returncode == 2 and "multiple of 0.01" in refused.stderr
+
+
+def test_a_pause_reason_and_an_operator_name_never_reach_a_terminal_raw(
+    engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """Who paused and why are an operator's free text: `status` and the refused run's error line
+    show their control characters escaped; JSON keeps them exact."""
+    with engine.begin() as conn:
+        p = Platform(conn)
+        p.user(1, "alice")
+        p.project("p1", 1)
+    plan = write_plan(tmp_path, PLAN)
+    reason = "maintenance\x1b]0;pwned\x07 \u202eesrever"
+    rollout("pause", "--reason", reason, db_url=db_url, plan=plan, env={"SUDO_USER": "eve\x1b[2J"}, check=True)
+    shown = rollout("status", "--format", "table", db_url=db_url, plan=plan, check=True).stdout
+    refused = rollout("--log-format", "console", "run", "--wave", "everyone", db_url=db_url, plan=plan)
+    assert refused.returncode == 4
+    for out in (shown, refused.stderr):
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+        assert "maintenance\\x1b]0;pwned\\x07 \\u202eesrever" in out
+    assert "PAUSED by eve\\x1b[2J" in shown
+    data = json.loads(rollout("status", "--format", "json", db_url=db_url, plan=plan, check=True).stdout)
+    assert (data["pause_reason"], data["paused_by"]) == (reason, "eve\x1b[2J@" + socket.gethostname())

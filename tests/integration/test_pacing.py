@@ -146,7 +146,7 @@ def test_a_statement_timeout_defers_the_batch_whole_instead_of_splitting_it(engi
         summary = run_wave(engine, settings=settings)
     events = [e["event"] for e in logged]
     assert "batch.split" not in events
-    assert [e["owners"] for e in logged if e["event"] == "batch.deferred"][0] == 4
+    assert next(e["owners"] for e in logged if e["event"] == "batch.deferred") == 4
     assert (summary.counts.migrated, summary.counts.failed, summary.deferred) == (3, 0, (3,))
     assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 3") == "deferred"
     assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL") == 3

@@ -256,7 +256,9 @@ def test_a_pause_reason_and_an_operator_name_never_reach_a_terminal_raw(
         p.project("p1", 1)
     plan = write_plan(tmp_path, PLAN)
     reason = "maintenance\x1b]0;pwned\x07 \u202eesrever"
-    rollout("pause", "--reason", reason, db_url=db_url, plan=plan, env={"SUDO_USER": "eve\x1b[2J"}, check=True)
+    rollout(
+        "pause", "--reason", reason, db_url=db_url, plan=plan, env={"SUDO_USER": "eve\x1b[2J"}, check=True
+    )
     shown = rollout("status", "--format", "table", db_url=db_url, plan=plan, check=True).stdout
     refused = rollout("--log-format", "console", "run", "--wave", "everyone", db_url=db_url, plan=plan)
     assert refused.returncode == 4

@@ -38,6 +38,11 @@ class WaveStatus:
         """Nothing left but blocked, failed and rolled-back owners (a deferred owner is left)."""
         return self.remaining == 0 and self.deferred == 0
 
+    def seconds_left(self, rate: float | None) -> float | None:
+        """Its remaining and deferred owners at `rate` owners per second (the newest run's); None
+        without a rate."""
+        return round((self.remaining + self.deferred) / rate, 1) if rate else None
+
 
 _COLUMN_OF_STATE = {
     OwnerState.FAILED: "failed",

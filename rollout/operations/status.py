@@ -21,6 +21,7 @@ class Status:
     runs: tuple[dict[str, Any], ...]
     failed_owners: tuple[dict[str, Any], ...]
     unknown_owners: dict[str, tuple[int, ...]]  # per wave, listed owners that are not users
+    rate: float | None = None  # owners per second of the newest run, for the time left
 
 
 def current_waves(engine: Engine, plan: WavePlan) -> list[WaveStatus]:
@@ -34,12 +35,20 @@ def read_status(engine: Engine, plan: WavePlan, runs: int = 10) -> Status:
 
     def read(
         conn: Connection,
-    ) -> tuple[ledger.Control, list[dict[str, Any]], list[dict[str, Any]], dict[str, tuple[int, ...]]]:
+    ) -> tuple[
+        ledger.Control, list[dict[str, Any]], list[dict[str, Any]], dict[str, tuple[int, ...]], float | None
+    ]:
         unknown = {w.name: found for w in plan.waves if (found := unknown_owners(conn, w))}
-        return ledger.control(conn), history.recent_runs(conn, runs), ledger.failed_owners(conn), unknown
+        return (
+            ledger.control(conn),
+            history.recent_runs(conn, runs),
+            ledger.failed_owners(conn),
+            unknown,
+            history.recent_rate(conn),
+        )
 
-    control, recent, failed, unknown = transaction(engine, read)
-    return Status(tuple(current_waves(engine, plan)), control, tuple(recent), tuple(failed), unknown)
+    control, recent, failed, unknown, rate = transaction(engine, read)
+    return Status(tuple(current_waves(engine, plan)), control, tuple(recent), tuple(failed), unknown, rate)
 
 
 def run_history(engine: Engine, limit: int) -> list[dict[str, Any]]:

@@ -39,8 +39,9 @@ def registry_of(snapshot: MetricsSnapshot) -> CollectorRegistry:
             owners.labels(w.wave, state).set(getattr(w, state))
         selected.labels(w.wave).set(w.selected)
         complete.labels(w.wave).set(int(w.complete))
-        if snapshot.rate:
-            left.labels(w.wave).set(round((w.remaining + w.deferred) / snapshot.rate, 1))
+        seconds = w.seconds_left(snapshot.rate)
+        if seconds is not None:
+            left.labels(w.wave).set(seconds)
 
     nxt = snapshot.next_wave
     current = gauge(

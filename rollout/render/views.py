@@ -48,7 +48,11 @@ def run_dict(summary: RunSummary) -> dict[str, Any]:
 
 def status_dict(status: Status) -> dict[str, Any]:
     return {
-        "waves": [dataclasses.asdict(w) | {"complete": w.complete} for w in status.waves],
+        "waves": [
+            dataclasses.asdict(w)
+            | {"complete": w.complete, "estimated_seconds_left": w.seconds_left(status.rate)}
+            for w in status.waves
+        ],
         "paused": status.control.paused,
         "pause_reason": status.control.reason,
         "paused_by": status.control.changed_by,
@@ -59,6 +63,21 @@ def status_dict(status: Status) -> dict[str, Any]:
         "failed_owners": list(status.failed_owners),
         "unknown_owners": {wave: list(ids) for wave, ids in status.unknown_owners.items()},
     }
+
+
+def _time_left(wave: WaveStatus, rate: float | None) -> str:
+    """`2h05m`, `4m10s`, `12s`, `<1s` at the newest run's rate; blank for a complete wave, or
+    before any run."""
+    seconds = wave.seconds_left(rate)
+    if seconds is None or wave.complete:
+        return ""
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s" if secs else "<1s"
 
 
 def _completion(wave: WaveStatus) -> str:
@@ -83,6 +102,7 @@ def render_status(status: Status, fmt: str) -> str:
                 "rolled back",
                 "deferred",
                 "remaining",
+                "time left",
                 "complete (since)",
             ],
             [
@@ -95,6 +115,7 @@ def render_status(status: Status, fmt: str) -> str:
                     w.rolled_back,
                     w.deferred,
                     w.remaining,
+                    _time_left(w, status.rate),
                     _completion(w),
                 ]
                 for w in status.waves

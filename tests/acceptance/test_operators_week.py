@@ -573,3 +573,32 @@ def test_on_a_terminal_no_color_and_log_lines_apart_from_the_bar(
     )
     assert "run.finished" in coloured or "batch.committed" in coloured
     assert COLOUR.search(coloured)
+
+
+def test_status_estimates_the_time_left_at_the_newest_runs_rate(
+    platform: Engine, db_url: str, plan: Path
+) -> None:
+    """After a partial run, each incomplete wave's remaining and deferred owners at the rate of the
+    newest run's batches, in the table and in JSON; nothing for a complete wave."""
+    assert (
+        rollout("status", "--format", "json", db_url=db_url, plan=plan, check=True).stdout.count(
+            '"estimated_seconds_left": null'
+        )
+        == 2
+    )  # no run yet, no rate
+    rollout("run", "--wave", "everyone", "--max-owners", "2", db_url=db_url, plan=plan, check=True)
+    owners, seconds = (
+        scalar(platform, f"SELECT SUM({column}) FROM rollout_batches")
+        for column in ("size", "duration_seconds + throttled_seconds")
+    )
+    data = json.loads(rollout("status", "--format", "json", db_url=db_url, plan=plan, check=True).stdout)
+    waves = {w["wave"]: w for w in data["waves"]}
+    assert waves["everyone"]["remaining"] == 3
+    assert waves["everyone"]["estimated_seconds_left"] == pytest.approx(3 / (owners / seconds), abs=0.1)
+    assert waves["canary"]["estimated_seconds_left"] == 0
+    shown = rollout("status", "--format", "table", db_url=db_url, plan=plan, check=True).stdout
+    header, _, canary, everyone = shown.splitlines()[2:6]
+    assert "time left" in header
+    left = everyone[header.index("time left") : header.index("complete")].strip()
+    assert re.fullmatch(r"<1s|\d+s|\d+m\d\ds", left), everyone
+    assert canary[header.index("time left") : header.index("complete")].strip() == ""

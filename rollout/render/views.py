@@ -175,8 +175,18 @@ def render_rollback(report: RollbackReport, fmt: str) -> str:
     if fmt == "json":
         return to_json(rollback_dict(report))
     verb = "Would roll back" if report.dry_run else "Rolled back"
+    owners = report.owners
+    totals = (
+        f"{plural(sum(o.organization_deleted for o in owners), 'organization')} deleted,"
+        f" {plural(sum(len(o.projects_returned) for o in owners), 'project')} and"
+        f" {plural(sum(o.billing_account_returned is not None for o in owners), 'billing account')} returned,"
+        f" {plural(sum(len(o.members_removed) for o in owners), 'member')} and"
+        f" {plural(sum(len(o.permissions_removed) for o in owners), 'permission')} removed"
+    )
     lines = [
-        f"{verb} {plural(len(report.owners), 'owner')}." + (" Nothing was written." if report.dry_run else "")
+        f"{verb} {plural(len(owners), 'owner')}"
+        + (f": {totals}." if owners else ".")
+        + (" Nothing was written." if report.dry_run else "")
     ]
     if report.owners:
         lines += [

@@ -511,7 +511,15 @@ def test_the_readme_table_of_options_is_the_clis() -> None:
 
 def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
     """Runs the command with stdin and stderr on a pseudo-terminal; what the terminal showed."""
+    return _terminal(args, env)[1]
+
+
+def _terminal(args: list[str], env: dict[str, str], typed: str = "") -> tuple[int, str]:
+    """The command with stdin and stderr on a pseudo-terminal, `typed` waiting on its input: its
+    exit code and what the terminal showed."""
     master, slave = pty.openpty()
+    if typed:
+        os.write(master, typed.encode())
     process = subprocess.Popen(
         [sys.executable, "-m", "rollout", *args],
         stdin=slave,
@@ -534,9 +542,9 @@ def _on_a_terminal(args: list[str], env: dict[str, str]) -> str:
         if not chunk:
             break
         shown += chunk
-    process.wait(timeout=30)
+    code = process.wait(timeout=30)
     os.close(master)
-    return shown.decode(errors="replace")
+    return code, shown.decode(errors="replace")
 
 
 COLOUR = re.compile(r"\x1b\[[0-9;]*m")
@@ -602,3 +610,33 @@ def test_status_estimates_the_time_left_at_the_newest_runs_rate(
     left = everyone[header.index("time left") : header.index("complete")].strip()
     assert re.fullmatch(r"<1s|\d+s|\d+m\d\ds", left), everyone
     assert canary[header.index("time left") : header.index("complete")].strip() == ""
+
+
+def test_a_waves_rollback_shows_what_it_undoes_and_asks_first(
+    platform: Engine, db_url: str, plan: Path
+) -> None:
+    """On a terminal the totals of the dry run come first and `n` leaves everything as it was; off a
+    terminal, without --yes, it is one line and exit 2 before anything is undone."""
+    rollout("run", "--wave", "everyone", db_url=db_url, plan=plan, check=True)
+    moved = "SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL"
+    unasked = rollout("rollback", "--wave", "everyone", db_url=db_url, plan=plan)
+    assert unasked.returncode == 2
+    assert errors(unasked.stderr) == [
+        "rolling back wave everyone undoes every owner it counts: add --yes, or --dry-run first"
+    ]
+    assert scalar(platform, moved) == 5
+    args = ["--database-url", db_url, "--plan", str(plan), "rollback", "--wave", "everyone"]
+    code, shown = _terminal(args, {"TERM": "dumb"}, typed="n\n")
+    assert code == 0, shown
+    assert re.search(
+        r"Would roll back 5 owners: 5 organizations deleted, 5 projects and 1 billing account returned,"
+        r" \d+ members and 20 permissions removed\. Nothing was written\.",
+        shown,
+    ), shown
+    assert "Roll back these 5 owners of wave everyone? [y/N]" in shown
+    assert "nothing was rolled back" in shown
+    assert scalar(platform, moved) == 5
+    code, shown = _terminal(args, {"TERM": "dumb"}, typed="y\n")
+    assert code == 0, shown
+    assert scalar(platform, moved) == 0
+    assert scalar(platform, "SELECT COUNT(*) FROM rollout_rollbacks") == 5

@@ -189,3 +189,44 @@ def test_a_wave_rollback_includes_owners_migrated_one_by_one_that_it_counts(engi
         )
         == 0
     )
+
+
+def test_rollback_undoes_what_a_sweep_did_too(engine: Engine) -> None:
+    """After the migration the platform adds a legacy project, a grant to a non-member and a billing
+    account on an owner's user; the next run's sweep moves the project, adds the member and moves
+    the account. A rollback of the owners then leaves the platform exactly as the late writes left
+    it: what the sweep did is undone like the rest, what the platform wrote stays."""
+    with engine.begin() as conn:
+        p = Platform(conn)
+        for uid in (1, 2, 3, 200):
+            p.user(uid)
+        p.project("p1", 1)
+        p.project("p2", 2)
+        p.project("p3", 3)
+    before = snapshot(engine)
+    assert run_wave(engine).counts.migrated == 3
+    with engine.begin() as conn:
+        p = Platform(conn)
+        p.project("p1-late", 1)
+        conn.execute(
+            text("INSERT INTO project_access (project_id, user_id, role) VALUES ('p2', 200, 'viewer')")
+        )
+        conn.execute(text("INSERT INTO billing_accounts (id, user_id) VALUES (30, 3)"))
+    swept = run_wave(engine)
+    # The late project makes owner 1 a legacy owner again (its late arrival); the others are swept.
+    assert (swept.counts.migrated, swept.counts.swept) == (1, 2)
+    assert scalar(engine, "SELECT organization_id IS NOT NULL FROM projects WHERE id = 'p1-late'")
+    assert scalar(engine, "SELECT organization_id IS NOT NULL FROM billing_accounts WHERE id = 30")
+    assert scalar(engine, "SELECT COUNT(*) FROM organization_members WHERE user_id = 200") == 1
+    report = rollback(engine, [1, 2, 3], run_id=new_run_id(), dry_run=False)
+    assert not report.failed and all(o.organization_deleted for o in report.owners)
+    # What is left is the platform before the migration plus its own late rows, as it wrote them.
+    assert scalar(engine, "SELECT organization_id FROM projects WHERE id = 'p1-late'") is None
+    assert (
+        scalar(engine, "SELECT user_id FROM billing_accounts WHERE id = 30 AND organization_id IS NULL") == 3
+    )
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM project_access WHERE project_id = 'p2' AND user_id = 200"))
+        conn.execute(text("DELETE FROM billing_accounts WHERE id = 30"))
+        conn.execute(text("DELETE FROM projects WHERE id = 'p1-late'"))
+    assert snapshot(engine) == before

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 
 from rollout.engine import ledger
+from rollout.engine.changes import access_digest
 from rollout.store import dialect, queries
 
 
@@ -125,3 +126,34 @@ def missing_collaborators(reader: Reader, user_ids: Iterable[int]) -> set[int]:
     wanted = sorted(set(user_ids))
     got = {row.id for row in reader.rows("collaborators", user_ids=wanted)}
     return set(wanted) - got
+
+
+@dataclass(frozen=True)
+class ProjectAccess:
+    """The access rows of some projects, by project: project grants (`project_access_of`) and
+    environment grants (`environment_access_of`), each with whether the grantee is an active user."""
+
+    projects: dict[str, list[Row[Any]]]
+    environments: dict[str, list[Row[Any]]]
+
+    def rows(self, project_id: str) -> list[Row[Any]]:
+        """Every grant on the project and its environments."""
+        return [*self.projects.get(project_id, []), *self.environments.get(project_id, [])]
+
+    def digest(self, project_id: str) -> str:
+        """The project's access digest (`changes.access_digest`), as the job records it when it
+        moves the project and compares it afterwards."""
+        return access_digest(
+            self.projects.get(project_id, []),
+            [(r.environment_id, r.user_id, r.role) for r in self.environments.get(project_id, [])],
+        )
+
+
+def read_access(conn: Connection, project_ids: Sequence[str]) -> ProjectAccess:
+    """The access rows of these projects, two statements for all of them."""
+    access = ProjectAccess(defaultdict(list), defaultdict(list))
+    for row in queries.rows(conn, "project_access_of", project_ids=list(project_ids)):
+        access.projects[row.project_id].append(row)
+    for row in queries.rows(conn, "environment_access_of", project_ids=list(project_ids)):
+        access.environments[row.project_id].append(row)
+    return access

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
 
 from sqlalchemy import Connection
 
@@ -20,9 +19,10 @@ from rollout.engine.batchread import (
     Reader,
     held_environments,
     missing_collaborators,
+    read_access,
     read_owners,
 )
-from rollout.engine.changes import BatchChanges, BlockedOwner, OwnerChanges, access_digest
+from rollout.engine.changes import BatchChanges, BlockedOwner, OwnerChanges
 from rollout.engine.states import PERMISSIONS, BlockedReason
 from rollout.store.queries import rows
 
@@ -62,12 +62,7 @@ def compute_batch(
     reused_ids = [org.id for org in reused.values()]
 
     scanned = [p for o in candidates for p in _scanned_projects(read, o.id)]
-    project_rows: dict[str, list[Any]] = defaultdict(list)
-    for row in rows(conn, "project_access_of", project_ids=scanned):
-        project_rows[row.project_id].append(row)
-    environment_rows: dict[str, list[Any]] = defaultdict(list)
-    for row in rows(conn, "environment_access_of", project_ids=scanned):
-        environment_rows[row.project_id].append(row)
+    access = read_access(conn, scanned)
     existing_members: dict[int, set[int]] = defaultdict(set)
     for row in rows(conn, "organization_members_of", organization_ids=reused_ids):
         existing_members[row.organization_id].add(row.user_id)
@@ -78,12 +73,7 @@ def compute_batch(
 
     to_add: dict[int, set[int]] = {}
     for owner in candidates:
-        users = {
-            r.user_id
-            for p in _scanned_projects(read, owner.id)
-            for r in [*project_rows.get(p, []), *environment_rows.get(p, [])]
-            if r.active
-        }
+        users = {r.user_id for p in _scanned_projects(read, owner.id) for r in access.rows(p) if r.active}
         org = reused.get(owner.id)
         to_add[owner.id] = users - (existing_members[org.id] if org is not None else set()) - {owner.id}
     missing = missing_collaborators(reader, (u for users in to_add.values() for u in users))
@@ -121,16 +111,7 @@ def compute_batch(
             owner_is_member=org is not None and owner.id in existing_members[org.id],
             # A migrated owner's late account stays on the user while the organization has one.
             billing_account_id=None if org is not None and org.id in read.billed_organizations else billing,
-            access_digests=tuple(
-                (
-                    p,
-                    access_digest(
-                        project_rows.get(p, []),
-                        [(r.environment_id, r.user_id, r.role) for r in environment_rows.get(p, [])],
-                    ),
-                )
-                for p in projects
-            ),
+            access_digests=tuple((p, access.digest(p)) for p in projects),
         )
         if owner.id in read.recorded and owner_changes.nothing_to_do:
             continue

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from rollout.engine.changes import access_digest
+from rollout.engine.batchread import read_access
 from rollout.errors import UsageError
 from rollout.store import queries
 from rollout.store.dialect import as_datetime
@@ -55,12 +54,7 @@ def show_owner(engine: Engine, owner_id: int) -> OwnerStory:
             raise UsageError(f"unknown owner {owner_id}: no such user")
         moved = queries.rows(conn, "owner_moved_projects", owner_id=owner_id)
         ids = [m.project_id for m in moved]
-        access: dict[str, list[Any]] = defaultdict(list)
-        for r in queries.rows(conn, "project_access_of", project_ids=ids):
-            access[r.project_id].append(r)
-        environments: dict[str, list[Any]] = defaultdict(list)
-        for r in queries.rows(conn, "environment_access_of", project_ids=ids):
-            environments[r.project_id].append((r.environment_id, r.user_id, r.role))
+        access = read_access(conn, ids)
         members = queries.rows(conn, "owner_added_members", owner_id=owner_id)
         permissions = queries.rows(conn, "owner_added_permissions", owner_id=owner_id)
         legacy = [r.id for r in queries.rows(conn, "legacy_projects", owner_ids=[owner_id])]
@@ -106,8 +100,7 @@ def show_owner(engine: Engine, owner_id: int) -> OwnerStory:
                     "organization_now": m.organization_now,
                     "run_id": m.run_id,
                     "access_digest": m.access_digest,
-                    "access_unchanged": access_digest(access[m.project_id], environments[m.project_id])
-                    == m.access_digest,
+                    "access_unchanged": access.digest(m.project_id) == m.access_digest,
                 }
                 for m in moved
             ],

@@ -10,7 +10,6 @@ The rules per invariant are in docs/invariants.md.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,7 +18,7 @@ from sqlalchemy import Connection, Engine
 
 from rollout.engine import naming
 from rollout.engine.batches import chunks
-from rollout.engine.changes import access_digest
+from rollout.engine.batchread import read_access
 from rollout.engine.selection import counts_as_migrated, migrated_owners
 from rollout.engine.waveplan import Wave, WavePlan, bucket
 from rollout.store import queries
@@ -141,17 +140,8 @@ def _changed_access(conn: Connection, owner_ids: list[int]) -> list[tuple[int, s
     digest the job recorded when it moved it."""
     moved = queries.rows(conn, "moved_projects_of", owner_ids=owner_ids)
     ids = [r.project_id for r in moved]
-    project_rows: dict[str, list[Any]] = defaultdict(list)
-    for row in queries.rows(conn, "project_access_of", project_ids=ids):
-        project_rows[row.project_id].append(row)
-    environment_rows: dict[str, list[Any]] = defaultdict(list)
-    for row in queries.rows(conn, "environment_access_of", project_ids=ids):
-        environment_rows[row.project_id].append((row.environment_id, row.user_id, row.role))
-    return [
-        (r.owner_id, r.project_id)
-        for r in moved
-        if access_digest(project_rows[r.project_id], environment_rows[r.project_id]) != r.access_digest
-    ]
+    access = read_access(conn, ids)
+    return [(r.owner_id, r.project_id) for r in moved if access.digest(r.project_id) != r.access_digest]
 
 
 def _page(conn: Connection, owner_ids: list[int]) -> list[Violation]:

@@ -159,3 +159,20 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"SKIPPED {len(_SKIPPED)} PostgreSQL tests: {NO_SERVER}.", yellow=True, bold=True
         )
+
+
+@pytest.fixture
+def role(engine: Engine, db_url: str, pg_admin: Engine) -> Iterator[tuple[str, str]]:
+    """A fresh login role with no privilege at all, and the database URL that connects as it."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("roles and privileges are PostgreSQL's")
+    name = f"rollout_job_{uuid.uuid4().hex[:8]}"
+    with pg_admin.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
+    yield name, make_url(db_url).set(username=name).render_as_string(hide_password=False)
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP OWNED BY "{name}"'))
+    engine.dispose()
+    with pg_admin.connect() as conn:
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'"))
+        conn.execute(text(f'DROP ROLE "{name}"'))

@@ -351,3 +351,11 @@ def run_owner(engine: Engine, owner_id: int) -> RunSummary:
     """Migrates one owner in-process, the way `rollout run --owner` does."""
     runner = Runner(engine, RolloutSettings(), run_id=new_run_id(), mode=RunMode.OWNER, wave=None)
     return runner.run([owner_id])
+
+
+def grant_role(engine: Engine, db_url: str, name: str, *extra: str) -> None:
+    """Runs, as the tables' owner, the GRANT statements `rollout db grants --role NAME` prints."""
+    printed = rollout("db", "grants", "--role", name, *extra, db_url=db_url, check=True).stdout
+    with engine.begin() as conn:
+        for statement in printed.strip().splitlines():
+            conn.execute(text(statement))

@@ -4,16 +4,14 @@ each lookup of the job that no index serves, and `rollout db indexes` builds the
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 from rollout.store import indexes
 from rollout.store.schema import PLATFORM_TABLES
-from tests.support import Platform, errors, events, rollout, scalar, write_plan
+from tests.support import Platform, errors, events, grant_role, rollout, scalar, write_plan
 
 PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
 DROPPED = ("organizations_owner_id_idx", "projects_owner_id_idx")
@@ -129,32 +127,17 @@ def test_an_invalid_index_of_the_same_name_is_one_line_naming_the_fix(
 
 
 def test_a_role_that_does_not_own_the_tables_is_told_who_can(
-    bare: Engine, db_url: str, pg_admin: Engine
+    bare: Engine, db_url: str, role: tuple[str, str]
 ) -> None:
-    if bare.dialect.name != "postgresql":
-        pytest.skip("roles and privileges are PostgreSQL's")
-    name = f"rollout_job_{uuid.uuid4().hex[:8]}"
-    with pg_admin.connect() as conn:
-        conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
-    try:
-        printed = rollout("db", "grants", "--role", name, db_url=db_url, check=True).stdout
-        with bare.begin() as conn:
-            for line in printed.strip().splitlines():
-                conn.execute(text(line))
-        as_role = make_url(db_url).set(username=name).render_as_string(hide_password=False)
-        # The job's role sees what is missing (the catalog is readable by all) ...
-        shown = rollout("db", "indexes", "--print", db_url=as_role, check=True)
-        assert len(shown.stdout.splitlines()) == 2
-        # ... and cannot build it: one line, exit 2.
-        refused = rollout("db", "indexes", db_url=as_role)
-        assert refused.returncode == 2, refused.stderr
-        (line,) = errors(refused.stderr)
-        assert "only the tables' owner may create indexes" in line
-        with bare.connect() as conn:
-            assert len(indexes.missing(conn)) == 2
-    finally:
-        with bare.begin() as conn:
-            conn.execute(text(f'DROP OWNED BY "{name}"'))
-        bare.dispose()
-        with pg_admin.connect() as conn:
-            conn.execute(text(f'DROP ROLE "{name}"'))
+    name, as_role = role
+    grant_role(bare, db_url, name)
+    # The job's role sees what is missing (the catalog is readable by all) ...
+    shown = rollout("db", "indexes", "--print", db_url=as_role, check=True)
+    assert len(shown.stdout.splitlines()) == 2
+    # ... and cannot build it: one line, exit 2.
+    refused = rollout("db", "indexes", db_url=as_role)
+    assert refused.returncode == 2, refused.stderr
+    (line,) = errors(refused.stderr)
+    assert "only the tables' owner may create indexes" in line
+    with bare.connect() as conn:
+        assert len(indexes.missing(conn)) == 2

@@ -4,41 +4,13 @@ is one line and exit 2, "permission denied", not an internal error."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 
-from tests.support import Platform, errors, rollout, scalar, write_plan
+from tests.support import Platform, errors, grant_role, rollout, scalar, write_plan
 
 PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
-
-
-@pytest.fixture
-def role(engine: Engine, db_url: str, pg_admin: Engine) -> Iterator[tuple[str, str]]:
-    """A fresh login role with no privilege at all, and the database URL that connects as it."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("roles and privileges are PostgreSQL's")
-    name = f"rollout_job_{uuid.uuid4().hex[:8]}"
-    with pg_admin.connect() as conn:
-        conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
-    yield name, make_url(db_url).set(username=name).render_as_string(hide_password=False)
-    with engine.begin() as conn:
-        conn.execute(text(f'DROP OWNED BY "{name}"'))
-    engine.dispose()
-    with pg_admin.connect() as conn:
-        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'"))
-        conn.execute(text(f'DROP ROLE "{name}"'))
-
-
-def grant(engine: Engine, db_url: str, name: str, *extra: str) -> None:
-    printed = rollout("db", "grants", "--role", name, *extra, db_url=db_url, check=True).stdout
-    with engine.begin() as conn:
-        for statement in printed.strip().splitlines():
-            conn.execute(text(statement))
 
 
 def platform(engine: Engine) -> None:
@@ -56,7 +28,7 @@ def test_the_printed_grants_are_enough_to_migrate_sweep_roll_back_and_verify(
 ) -> None:
     name, as_role = role
     platform(engine)
-    grant(engine, db_url, name)
+    grant_role(engine, db_url, name)
     plan = write_plan(tmp_path, PLAN)
     for args in (
         ("run", "--wave", "everyone"),
@@ -77,7 +49,7 @@ def test_a_read_only_role_reads_and_is_refused_writing_with_one_line(
 ) -> None:
     name, as_role = role
     platform(engine)
-    grant(engine, db_url, name, "--read-only")
+    grant_role(engine, db_url, name, "--read-only")
     plan = write_plan(tmp_path, PLAN)
     for args in (("plan", "--wave", "everyone", "--format", "json"), ("status",), ("verify",)):
         result = rollout(*args, db_url=as_role, plan=plan)

@@ -63,6 +63,11 @@ class Health:
 
     red: bool
     reason: str | None = None
+    signal: str = ""  # which one: a name from THROTTLE_SIGNALS, for the metrics
+
+
+# Why a run waits, as the metrics count it: `rollout_run_throttles{signal=...}`.
+THROTTLE_SIGNALS = ("max_owners_per_second", "waiting_sessions", "replication_lag", "health_query")
 
 
 def pause_for_rate(owners_done: int, elapsed_seconds: float, max_per_second: float | None) -> float:
@@ -94,7 +99,11 @@ class HealthProbe:
         committed since, so the run pauses a moment (a lock-free window) rather than backing off."""
         limit = self.settings.max_waiting_sessions
         if limit is not None and waiting_sessions > limit:
-            return Health(True, f"{waiting_sessions} platform sessions waited on the last batch's locks")
+            return Health(
+                True,
+                f"{waiting_sessions} platform sessions waited on the last batch's locks",
+                "waiting_sessions",
+            )
         return Health(False)
 
     def check(self, replication_lag: object) -> Health:
@@ -102,14 +111,18 @@ class HealthProbe:
         seconds = float(replication_lag) if isinstance(replication_lag, int | float | Decimal) else None
         allowed = self.settings.max_replication_lag
         if allowed is not None and seconds is not None and seconds > allowed.total_seconds():
-            return Health(True, f"replication lag {seconds:.1f} s over {allowed.total_seconds():.0f} s")
+            return Health(
+                True,
+                f"replication lag {seconds:.1f} s over {allowed.total_seconds():.0f} s",
+                "replication_lag",
+            )
         if self.settings.health_query is not None:
             try:
                 healthy = self.transaction(
                     lambda conn: queries.operator_check(conn, self.settings.health_query or "")
                 )
             except Exception as exc:
-                return Health(True, f"health query failed: {first_line(exc)}")
+                return Health(True, f"health query failed: {first_line(exc)}", "health_query")
             if healthy is not True:
-                return Health(True, "health query did not return true")
+                return Health(True, "health query did not return true", "health_query")
         return Health(False)

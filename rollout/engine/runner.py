@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from itertools import islice
 
@@ -64,6 +65,7 @@ class Runner:
         self.stop = self.batches.stop
         self.probe = HealthProbe(settings, lambda work: transaction(engine, work, interrupt=self._stopping))
         self.cut = False  # `--max-owners` left owners of the selection untried
+        self.throttles: Counter[str] = Counter()  # pauses by signal
         self._started = 0.0
 
     # -- the run
@@ -109,6 +111,7 @@ class Runner:
             tuple(self.batches.drifted),
             tuple(sorted(self.batches.deferred)),
             round(time.monotonic() - self._started, 3),
+            tuple(sorted(self.throttles.items())),
         )
         self._finish(summary.outcome, summary.stop_text)
         if self.progress is not None:
@@ -207,12 +210,13 @@ class Runner:
             concluded, time.monotonic() - self._started, self.settings.max_owners_per_second
         )
         if rate_pause > 0:
-            self._throttle("max_owners_per_second", rate_pause)
+            self._throttle("max_owners_per_second", rate_pause, "max_owners_per_second")
         contention = self.probe.contention(self.batches.last_waiting)
         if contention.red:
             self._throttle(
                 contention.reason or "contention",
                 max(0.1, CONTENTION_PAUSE * self.batches.last_batch_seconds),
+                contention.signal,
             )
         pause = 1.0
         while True:
@@ -224,16 +228,17 @@ class Runner:
                     "run.throttled_too_long", throttled_s=round(self.batches.counts.throttled_seconds, 1)
                 )
                 return StopReason.THROTTLED
-            if self._throttle(health.reason or "unhealthy", pause):
+            if self._throttle(health.reason or "unhealthy", pause, health.signal):
                 return None
             pause = min(pause * 2, 10.0)
             self.batches.between = transaction(
                 self.engine, self.batches.read_between, interrupt=self._stopping
             )
 
-    def _throttle(self, reason: str, seconds: float) -> bool:
-        """Sleeps `seconds` for `reason`; True when a stop cut it short."""
-        log.warning("run.throttled", reason=reason, pause_s=round(seconds, 2))
+    def _throttle(self, reason: str, seconds: float, signal: str) -> bool:
+        """Sleeps `seconds` for `reason` (counted under `signal`); True when a stop cut it short."""
+        log.warning("run.throttled", reason=reason, signal=signal, pause_s=round(seconds, 2))
+        self.throttles[signal] += 1
         started = time.monotonic()
         cut = self.stop.sleep(seconds)
         waited = time.monotonic() - started

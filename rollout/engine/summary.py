@@ -61,6 +61,7 @@ class RunSummary:
     drifted: tuple[Drift, ...] = field(default=())
     deferred: tuple[int, ...] = field(default=())  # owners whose rows stayed held
     duration_s: float = 0.0
+    throttles: tuple[tuple[str, int], ...] = field(default=())  # pauses by health signal
 
     @property
     def stop_text(self) -> str | None:

@@ -14,6 +14,7 @@ from prometheus_client import (
     write_to_textfile,
 )
 
+from rollout.engine.pacing import THROTTLE_SIGNALS
 from rollout.operations.metrics import MetricsSnapshot
 
 JOB = "rollout"
@@ -85,6 +86,9 @@ def registry_of(snapshot: MetricsSnapshot) -> CollectorRegistry:
     batches = gauge("rollout_run_batches", "Batches committed by the last run.")
     failures = gauge("rollout_run_failures", "Owners that failed in the last run.")
     throttled = gauge("rollout_run_throttled_seconds", "Time the last run waited for the database's health.")
+    throttles = gauge(
+        "rollout_run_throttles", "Pauses of the last run, by the signal that asked for them.", ("signal",)
+    )
     summary = snapshot.summary
     if summary is not None:
         c = summary.counts
@@ -95,6 +99,9 @@ def registry_of(snapshot: MetricsSnapshot) -> CollectorRegistry:
         batches.set(c.batches)
         failures.set(c.failed)
         throttled.set(round(c.throttled_seconds, 1))
+        paused_for = dict(summary.throttles)
+        for signal in THROTTLE_SIGNALS:
+            throttles.labels(signal).set(paused_for.get(signal, 0))
     return registry
 
 

@@ -11,8 +11,11 @@ import pytest
 from sqlalchemy import Engine, text
 from structlog.testing import capture_logs
 
+from rollout.engine.history import LastInvocations
 from rollout.engine.states import RunOutcome
 from rollout.engine.waveplan import RolloutSettings
+from rollout.operations.metrics import MetricsSnapshot
+from rollout.render.metrics import registry_of
 from tests.support import Platform, run_wave, scalar
 
 
@@ -49,7 +52,13 @@ def test_the_run_waits_while_the_health_query_says_no(engine: Engine) -> None:
     assert summary.counts.throttled_seconds >= 2
     throttles = [e for e in logged if e["event"] == "run.throttled"]
     assert throttles and all(e["reason"] == "health query did not return true" for e in throttles)
+    assert {e["signal"] for e in throttles} == {"health_query"}
     assert scalar(engine, "SELECT MAX(throttled_seconds) FROM rollout_batches") >= 2
+    # Counted in the metrics, by signal.
+    assert summary.throttles == (("health_query", len(throttles)),)
+    registry = registry_of(MetricsSnapshot((), False, LastInvocations(None, None, None), summary))
+    assert registry.get_sample_value("rollout_run_throttles", {"signal": "health_query"}) == len(throttles)
+    assert registry.get_sample_value("rollout_run_throttles", {"signal": "replication_lag"}) == 0
 
 
 def test_a_run_throttled_longer_than_max_throttle_ends_throttled_keeping_its_work(engine: Engine) -> None:

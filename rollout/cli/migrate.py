@@ -11,6 +11,7 @@ import click
 import structlog
 from sqlalchemy import Engine
 
+from rollout import logs
 from rollout.cli import exits
 from rollout.cli.app import cli, duration, on_terminal, options, safe_url, say, warn_missing_indexes
 from rollout.cli.outputs import METRICS_FILE, METRICS_PUSH, Metrics, writable
@@ -80,6 +81,7 @@ def plan_command(ctx: click.Context, wave: str, fmt: str | None, output: Path | 
     opts = options(ctx)
     plan = opts.plan()
     selected = plan.wave(wave)
+    logs.bind(opts.run_id, wave)
     engine = opts.engine(read_only=True)
     warn_missing_indexes(engine)
     fmt = fmt or ("table" if output is None and sys.stdout.isatty() else "json")

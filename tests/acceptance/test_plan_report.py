@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from rollout.store.schema import JOB_TABLES
-from tests.support import Platform, rollout, rows, scalar, snapshot, write_plan
+from tests.support import Platform, events, rollout, rows, scalar, snapshot, write_plan
 
 PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
 
@@ -109,8 +109,12 @@ def test_every_format_parses_and_plan_writes_nothing(
     assert "| 6 | gone | owner-deleted |" in markdown and "rollout run --from-plan" in markdown
     assert "owners to migrate" in report(db_url, plan, "table")
     out = tmp_path / "wave.json"
-    rollout("plan", "--wave", "everyone", "--output", str(out), db_url=db_url, plan=plan, check=True)
+    written = rollout(
+        "plan", "--wave", "everyone", "--output", str(out), db_url=db_url, plan=plan, check=True
+    )
     assert json.loads(out.read_text())["summary"] == data["summary"]
+    (event,) = [e for e in events(written.stderr) if e["event"] == "report.written"]
+    assert (event["wave"], event["path"], event["owners"]) == ("everyone", str(out), 5)
     assert snapshot(platform, tables) == before
 
 

@@ -3,7 +3,8 @@
 Sections (BENCH_SECTIONS, default both):
 - `standard`: seeds BENCH_OWNERS legacy owners (default 100 000) once, then times (a) the set-based
   SQL yardstick in tests/bench/baseline.sql, one transaction, and (b) `rollout run` of a 100 % wave
-  as a subprocess, with its peak memory; prints the figures and the ratio.
+  as a subprocess, with its owners/s and peak memory; prints the figures, the time per 100 000
+  owners and the ratio, then times the wave's rollback (BENCH_ROLLBACK=0 skips it).
 - `live`: seeds BENCH_LIVE_OWNERS (default 20 000) and measures the run beside a platform load
   generator (tests/bench/live.py).
 """
@@ -36,6 +37,7 @@ OWNERS = int(os.environ.get("BENCH_OWNERS", "100000"))
 LIVE_OWNERS = int(os.environ.get("BENCH_LIVE_OWNERS", "20000"))
 BATCH = os.environ.get("BENCH_BATCH_SIZE", "500")
 SECTIONS = os.environ.get("BENCH_SECTIONS", "standard,live").split(",")
+ROLLBACK = os.environ.get("BENCH_ROLLBACK", "1") != "0"  # 0: skip the wave's rollback (long at 1 000 000)
 
 
 def projects_in_organizations(url: str) -> int:
@@ -120,10 +122,15 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
                 conn.exec_driver_sql(statement)
         baseline_s = time.perf_counter() - started
         baseline.dispose()
-        print(f"baseline (set-based SQL, one transaction): {baseline_s:.1f} s")
+        per = 100_000 / OWNERS
+        print(
+            f"yardstick (tests/bench/baseline.sql: set-based SQL, one transaction): {baseline_s:.1f} s,"
+            f" {baseline_s * per:.1f} s per 100 000 owners"
+        )
         rollout_s, result, peak_mb = timed_run(url["rollout"], plan)
         print(
-            f"rollout run --wave everyone (batch {BATCH}): {rollout_s:.1f} s, peak RSS {peak_mb} MB, exit {result.returncode}"
+            f"rollout run --wave everyone (batch {BATCH}, 1 worker): {rollout_s:.1f} s, {OWNERS / rollout_s:.0f}"
+            f" owners/s, {rollout_s * per:.1f} s per 100 000 owners, peak RSS {peak_mb} MB, exit {result.returncode}"
         )
         print(f"  {result.stdout.strip()}")
         if result.returncode not in (0, 1):
@@ -132,7 +139,9 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
             f"projects in organizations: baseline {projects_in_organizations(url['baseline'])},"
             f" rollout {projects_in_organizations(url['rollout'])}"
         )
-        print(f"ratio rollout / baseline: {rollout_s / baseline_s:.2f} (at most 2.00 asked)")
+        print(f"ratio rollout / yardstick: {rollout_s / baseline_s:.2f} (at most 2.00 asked)")
+        if not ROLLBACK:
+            return
         started = time.perf_counter()
         command = [
             sys.executable,

@@ -19,7 +19,7 @@ from rollout.engine import history, ledger
 from rollout.engine.apply import Applied, apply_batch
 from rollout.engine.batches import isolate
 from rollout.engine.changes import BatchChanges, Drift
-from rollout.engine.migration import compute_batch
+from rollout.engine.migration import compute_batch, deferred_name_bases
 from rollout.engine.pacing import BatchSizer
 from rollout.engine.signals import Aborted, StopSignals
 from rollout.engine.summary import Progress, ReportGate
@@ -130,27 +130,33 @@ class BatchExecutor:
         return self.read_between(conn)
 
     def _commit_or_defer(self, owner_ids: Sequence[int], stats: _BatchStats, sweeping: bool) -> None:
-        """A batch that ran into its `statement_timeout` is deferred whole, not split: each half
-        would run into it again (a slow statement, not one owner at fault). The batch size halves,
-        and the owners come back in the deferred round, in smaller batches. A lock timeout (a name
-        another transaction is inserting) is one owner's: the batch is split to isolate it."""
+        """A batch larger than the smallest size that ran into its `statement_timeout` is deferred
+        whole, not split: a slow statement is slow for each half again. The batch size halves and
+        the owners come back in the deferred round, in smaller batches. At the smallest size the
+        batch is split like any failing one, so that one owner slow even alone is isolated (and
+        deferred) while the others go through. A lock timeout (a name another transaction is
+        inserting) is one owner's: the batch is split to isolate it."""
         try:
             self._commit(owner_ids, stats, sweeping)
         except Exception as exc:
-            if len(owner_ids) == 1 or not dialect.is_cancelled(exc):
+            if len(owner_ids) <= self.sizer.smallest or not dialect.is_cancelled(exc):
                 raise
             self._defer(owner_ids, exc)
 
     def _defer(self, owner_ids: Sequence[int], exc: Exception) -> None:
+        """Defers owners whose batch ran out of time. Their names' bases are held, as for owners
+        deferred by a held row: a later owner with the same base waits, so that names still go in
+        user-id order."""
         self.sizer.shrink()
         self._timed_out = True
         for owner_id in owner_ids:
             self.deferred[owner_id] = None
 
-        def record(conn: Connection) -> None:
+        def record(conn: Connection) -> set[str]:
             ledger.record_deferred(conn, list(owner_ids), wave=self.wave, run_id=self.run_id, now=utcnow())
+            return deferred_name_bases(conn, owner_ids)
 
-        transaction(self.engine, record, interrupt=self._stopping)
+        self.held_names |= transaction(self.engine, record, interrupt=self._stopping)
         if len(owner_ids) == 1:
             log.warning("owner.deferred", owner_id=owner_ids[0], reason=describe(exc))
         else:

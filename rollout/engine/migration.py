@@ -163,6 +163,13 @@ def _scanned_projects(read: BatchRead, owner_id: int) -> list[str]:
     return [*read.projects.get(owner_id, []), *read.moved_in_place.get(owner_id, [])]
 
 
+def deferred_name_bases(conn: Connection, owner_ids: Sequence[int]) -> set[str]:
+    """The name bases of owners deferred outside a batch's reads (their batch timed out)."""
+    return {
+        naming.base_name(row.username, row.id) for row in rows(conn, "owner_users", owner_ids=list(owner_ids))
+    }
+
+
 def _base_names(read: BatchRead, owner_ids: Collection[int]) -> set[str]:
     return {naming.base_name(read.usernames[o], o) for o in owner_ids if o in read.usernames}
 

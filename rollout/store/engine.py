@@ -23,7 +23,14 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from rollout.errors import ConcurrentChange, DatabaseUnavailable, PermissionDenied, UsageError, first_line
+from rollout.errors import (
+    ConcurrentChange,
+    DatabaseUnavailable,
+    PermissionDenied,
+    RolloutError,
+    UsageError,
+    first_line,
+)
 from rollout.store import dialect
 
 T = TypeVar("T")
@@ -177,16 +184,25 @@ def transaction(
             with attempt, engine.begin() as conn:
                 return work(conn)
     except DBAPIError as exc:
-        # A driver's message names the host, the database and the user, never the password; the
-        # password is scrubbed anyway, in case a server echoes a connection string.
-        said = first_line(exc).replace(engine.url.password or "\0", "***")
-        if dialect.is_permission_denied(exc):
-            raise PermissionDenied(
-                f"the database role lacks a privilege: {said} (`rollout db grants` lists them)"
-            ) from exc
-        if dialect.is_misconfigured(exc):
-            raise UsageError(f"cannot use the database: {said}") from None
-        if dialect.is_unreachable(exc):
-            raise DatabaseUnavailable(f"database unreachable after retries: {said}") from None
-        raise
+        known = operator_error(engine, exc)
+        if known is None:
+            raise
+        raise known from (exc if isinstance(known, PermissionDenied) else None)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def operator_error(engine: Engine, exc: DBAPIError) -> RolloutError | None:
+    """What a driver error means to the operator, as one of the job's errors (a missing privilege,
+    a URL or credentials the server refuses, a server out of reach); None for any other error."""
+    # A driver's message names the host, the database and the user, never the password; the
+    # password is scrubbed anyway, in case a server echoes a connection string.
+    said = first_line(exc).replace(engine.url.password or "\0", "***")
+    if dialect.is_permission_denied(exc):
+        return PermissionDenied(
+            f"the database role lacks a privilege: {said} (`rollout db grants` lists them)"
+        )
+    if dialect.is_misconfigured(exc):
+        return UsageError(f"cannot use the database: {said}")
+    if dialect.is_unreachable(exc):
+        return DatabaseUnavailable(f"database unreachable after retries: {said}")
+    return None

@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from rollout.errors import PermissionDenied, RolloutError, first_line
 from rollout.store import dialect, queries
+from rollout.store.engine import operator_error
 
 _CREATE = re.compile(r"^CREATE INDEX (?:CONCURRENTLY )?IF NOT EXISTS (\w+) ON (\w+) \(([^)]*)\)$")
 
@@ -76,33 +77,48 @@ def missing(conn: Connection) -> list[Index]:
 def build_missing(engine: Engine, announce: Callable[[Index], None]) -> list[Index]:
     """Builds every missing index, one statement at a time, outside a transaction on PostgreSQL
     (CONCURRENTLY: the platform's writes go on); `announce` is told of each before it starts.
-    Returns the indexes built. A statement that leaves its lookup unserved (an invalid index of the
-    same name from a build that failed, or one on other columns) is an error naming it."""
+    Returns the indexes built.
+
+    The job's indexes have names of their own (`rollout_…`), so `IF NOT EXISTS` only ever skips
+    one of the job's: an index left invalid by a build that failed. Such a statement leaves its
+    lookup unserved, which is an error naming the index to drop; so is a build that fails."""
     built = []
-    with engine.connect() as conn:
-        if dialect.builds_indexes_concurrently(conn):
-            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
+    try:
+        with engine.connect() as conn:
+            if dialect.builds_indexes_concurrently(conn):
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             queries.execute(conn, "unbounded_statement_time")
-            for index in missing(conn):
+            lacking = missing(conn)
+            conn.commit()
+            for index in lacking:
                 announce(index)
-                conn.exec_driver_sql(index.statement)
+                try:
+                    conn.exec_driver_sql(index.statement)
+                    conn.commit()
+                except DBAPIError as exc:
+                    if operator_error(engine, exc) is not None:
+                        raise
+                    raise RolloutError(
+                        f"building {index.name} on {index.lookup} failed ({first_line(exc)}); a concurrent"
+                        f" build that fails leaves an invalid index: DROP INDEX CONCURRENTLY IF EXISTS"
+                        f" {index.name}; then run `rollout db indexes` again"
+                    ) from exc
+                if index in missing(conn):
+                    raise RolloutError(
+                        f"the job's index {index.name} exists but does not serve {index.lookup}: a build"
+                        f" that failed left it invalid. DROP INDEX CONCURRENTLY {index.name}; then run"
+                        " `rollout db indexes` again"
+                    )
                 conn.commit()
                 built.append(index)
-            still = missing(conn)
-            conn.commit()
-        except DBAPIError as exc:
-            if dialect.is_permission_denied(exc):
-                raise PermissionDenied(
-                    f"only the tables' owner may create indexes ({first_line(exc)}): run `rollout db indexes`"
-                    " as the owner, or give the owner the statements `rollout db indexes --print` shows"
-                ) from exc
-            raise
-    if still:
-        names = ", ".join(f"{index.name} on {index.lookup}" for index in still)
-        raise RolloutError(
-            f"still no usable index after building {names}: an index of that name exists but does not"
-            " serve the lookup (an invalid one left by a failed concurrent build?); drop it"
-            " (DROP INDEX CONCURRENTLY name) and run `rollout db indexes` again"
-        )
+    except DBAPIError as exc:
+        known = operator_error(engine, exc)
+        if isinstance(known, PermissionDenied):
+            raise PermissionDenied(
+                f"only the tables' owner may create indexes ({first_line(exc)}): run `rollout db indexes`"
+                " as the owner, or give the owner the statements `rollout db indexes --print` shows"
+            ) from exc
+        if known is not None:
+            raise known from None
+        raise
     return built

@@ -7,14 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 from rollout.store import indexes
 from rollout.store.schema import PLATFORM_TABLES
 from tests.support import Platform, errors, events, grant_role, rollout, scalar, write_plan
 
 PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
-DROPPED = ("organizations_owner_id_idx", "projects_owner_id_idx")
+DROPPED = ("organizations_owner_id_idx", "projects_owner_id_idx")  # the platform's
+BUILT = ("rollout_organizations_owner_id_idx", "rollout_projects_owner_id_idx")  # the job's
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def bare(engine: Engine) -> Engine:
 
 def statement(engine: Engine, table: str, column: str) -> str:
     verb = "CREATE INDEX CONCURRENTLY" if engine.dialect.name == "postgresql" else "CREATE INDEX"
-    return f"{verb} IF NOT EXISTS {table}_{column}_idx ON {table} ({column});"
+    return f"{verb} IF NOT EXISTS rollout_{table}_{column}_idx ON {table} ({column});"
 
 
 def missing_events(stderr: str) -> list[dict[str, object]]:
@@ -76,11 +77,11 @@ def test_db_indexes_builds_the_missing_ones_and_then_nothing_is_missing(
         statement(bare, "projects", "owner_id"),
     ]
     with bare.connect() as conn:
-        assert [index.name for index in indexes.missing(conn)] == list(DROPPED)
+        assert [index.name for index in indexes.missing(conn)] == list(BUILT)
     built = rollout("db", "indexes", db_url=db_url, plan=plan)
     assert built.returncode == 0, built.stderr
     assert built.stdout.strip().startswith("built 2 indexes in ")
-    assert [e["index"] for e in events(built.stderr) if e["event"] == "indexes.building"] == list(DROPPED)
+    assert [e["index"] for e in events(built.stderr) if e["event"] == "indexes.building"] == list(BUILT)
     with bare.connect() as conn:
         assert indexes.missing(conn) == []
     again = rollout("db", "indexes", db_url=db_url, plan=plan, check=True)
@@ -103,27 +104,43 @@ def test_any_index_leading_with_the_columns_serves_but_a_partial_one_does_not(ba
         assert [index.lookup for index in indexes.missing(conn)] == ["projects (owner_id)"]
 
 
-def test_an_invalid_index_of_the_same_name_is_one_line_naming_the_fix(
-    bare: Engine, db_url: str, pg_admin: Engine
-) -> None:
+def test_an_invalid_index_of_the_jobs_is_one_line_naming_the_fix(bare: Engine, db_url: str) -> None:
+    """A concurrent build that failed left the job's index invalid: `IF NOT EXISTS` skips it, the
+    lookup is still not served, and `db indexes` says which index to drop (exit 1)."""
     if bare.dialect.name != "postgresql":
         pytest.skip("only PostgreSQL leaves an invalid index behind a failed concurrent build")
     with bare.begin() as conn:
-        conn.execute(text("CREATE INDEX organizations_owner_id_idx ON organizations (owner_id)"))
+        conn.execute(text("CREATE INDEX rollout_organizations_owner_id_idx ON organizations (owner_id)"))
         conn.execute(
             text(
                 "UPDATE pg_index SET indisvalid = false"
-                " WHERE indexrelid = 'organizations_owner_id_idx'::regclass"
+                " WHERE indexrelid = 'rollout_organizations_owner_id_idx'::regclass"
             )
         )
     failed = rollout("db", "indexes", db_url=db_url)
     assert failed.returncode == 1
     (line,) = errors(failed.stderr)
-    assert "organizations_owner_id_idx on organizations (owner_id)" in line
-    assert "DROP INDEX CONCURRENTLY" in line
-    # projects' index was built all the same.
+    assert "rollout_organizations_owner_id_idx exists but does not serve organizations (owner_id)" in line
+    assert "DROP INDEX CONCURRENTLY rollout_organizations_owner_id_idx" in line
+    with bare.begin() as conn:
+        conn.execute(text("DROP INDEX rollout_organizations_owner_id_idx"))
+    assert rollout("db", "indexes", db_url=db_url, check=True).stdout.startswith("built 2 indexes")
     with bare.connect() as conn:
-        assert [index.name for index in indexes.missing(conn)] == ["organizations_owner_id_idx"]
+        assert indexes.missing(conn) == []
+
+
+def test_a_platform_index_of_a_name_the_job_would_use_is_left_alone(bare: Engine, db_url: str) -> None:
+    """The job's index names are its own: a platform index named like the platform's conventions
+    (here a partial one, which serves no lookup) is neither skipped nor touched."""
+    with bare.begin() as conn:
+        conn.execute(
+            text("CREATE INDEX organizations_owner_id_idx ON organizations (owner_id) WHERE owner_id > 2")
+        )
+    rollout("db", "indexes", db_url=db_url, check=True)
+    with bare.connect() as conn:
+        assert indexes.missing(conn) == []
+    names = {index["name"] for index in inspect(bare).get_indexes("organizations")}
+    assert {"organizations_owner_id_idx", "rollout_organizations_owner_id_idx"} <= names
 
 
 def test_a_role_that_does_not_own_the_tables_is_told_who_can(

@@ -124,13 +124,8 @@ def test_a_lock_timeout_defers_the_owner_and_spends_no_error_budget(engine: Engi
     assert [e["owner_id"] for e in logged if e["event"] == "owner.deferred"] == [1]
 
 
-def test_a_statement_timeout_defers_the_batch_whole_instead_of_splitting_it(engine: Engine) -> None:
-    """One owner's project update is slow (a trigger sleeps 2 s) and the batch's statements get 1 s:
-    the batch of four is deferred whole (no split, each half would time out again), the size
-    halves, and the deferred round migrates the others; the slow owner stays deferred, never failed."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("statement_timeout is PostgreSQL's")
-    owners(engine, 4)
+def slow_owner(engine: Engine, owner_id: int) -> None:
+    """Owner `owner_id`'s project update sleeps 2 s (a trigger)."""
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -141,9 +136,19 @@ def test_a_statement_timeout_defers_the_batch_whole_instead_of_splitting_it(engi
         conn.execute(
             text(
                 "CREATE TRIGGER slow BEFORE UPDATE ON projects FOR EACH ROW"
-                " WHEN (NEW.owner_id = 3) EXECUTE FUNCTION slow()"
+                f" WHEN (NEW.owner_id = {owner_id}) EXECUTE FUNCTION slow()"
             )
         )
+
+
+def test_a_statement_timeout_defers_the_batch_whole_instead_of_splitting_it(engine: Engine) -> None:
+    """One owner's project update is slow (a trigger sleeps 2 s) and the batch's statements get 1 s:
+    the batch of four is deferred whole (no split, each half would time out again), the size
+    halves, and the deferred round migrates the others; the slow owner stays deferred, never failed."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("statement_timeout is PostgreSQL's")
+    owners(engine, 4)
+    slow_owner(engine, 3)
     settings = RolloutSettings(
         batch_size=4,
         min_batch_size=1,
@@ -159,3 +164,25 @@ def test_a_statement_timeout_defers_the_batch_whole_instead_of_splitting_it(engi
     assert (summary.counts.migrated, summary.counts.failed, summary.deferred) == (3, 0, (3,))
     assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 3") == "deferred"
     assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL") == 3
+
+
+def test_at_the_smallest_batch_size_a_statement_timeout_isolates_the_slow_owner(engine: Engine) -> None:
+    """A batch that cannot get smaller is split like any failing one: the owner slow even alone is
+    deferred, the others are migrated in the same pass, and its name's base is held meanwhile."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("statement_timeout is PostgreSQL's")
+    owners(engine, 4)
+    slow_owner(engine, 3)
+    settings = RolloutSettings(
+        batch_size=4,
+        min_batch_size=4,
+        statement_timeout=timedelta(seconds=1),
+        max_failures=0,
+        retry_deferred_for=timedelta(seconds=0),
+    )
+    with capture_logs() as logged:
+        summary = run_wave(engine, settings=settings)
+    events = [e["event"] for e in logged]
+    assert "batch.deferred" not in events and "batch.split" in events
+    assert [e["owner_id"] for e in logged if e["event"] == "owner.deferred"] == [3]
+    assert (summary.counts.migrated, summary.counts.failed, summary.deferred) == (3, 0, (3,))

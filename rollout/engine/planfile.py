@@ -140,6 +140,12 @@ def _settings(path: Path, table: object) -> RolloutSettings:
             "max_throttle", values.bounded_duration(timedelta(seconds=1), timedelta(days=1)), d.max_throttle
         ),
     )
+    if settings.lock_timeout >= settings.statement_timeout:
+        # Else a lock wait ends as a statement timeout: a slow batch, not one owner's held name.
+        section.fail(
+            "lock_timeout",
+            f"must be shorter than statement_timeout ({settings.statement_timeout}), got {settings.lock_timeout}",
+        )
     if settings.min_batch_size is not None and settings.min_batch_size > settings.batch_size:
         section.fail(
             "min_batch_size",

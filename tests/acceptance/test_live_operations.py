@@ -18,6 +18,7 @@ WAITING_PLAN = """
 [rollout]
 batch_size = 10
 lock_timeout = "60s"
+statement_timeout = "120s"
 
 [[waves]]
 name = "everyone"

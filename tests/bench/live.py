@@ -325,7 +325,9 @@ def stop_during_lock_wait(url: str, plan_dir: Path) -> None:
             )
         )
     plan = plan_dir / "waiting.toml"
-    plan.write_text('[rollout]\nlock_timeout = "60s"\n\n[[waves]]\nname = "everyone"\npercent = 100\n')
+    plan.write_text(
+        '[rollout]\nlock_timeout = "60s"\nstatement_timeout = "120s"\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
+    )
     holder = engine.connect()
     tx = holder.begin()
     holder.execute(

@@ -226,6 +226,11 @@ INVALID_PLANS = {
     "unknown-top-level-key": ('salt = "s"\n' + WAVE + "percent = 1\n", None, "salt"),
     "rollout-not-a-table": ("rollout = 1\n" + WAVE + "percent = 1\n", None, "rollout"),
     "unknown-rollout-key": ("[rollout]\nbatchsize = 10\n" + WAVE + "percent = 1\n", "[rollout]", "batchsize"),
+    "lock-timeout-not-shorter-than-statement-timeout": (
+        '[rollout]\nlock_timeout = "5s"\nstatement_timeout = "5s"\n' + WAVE + "percent = 1\n",
+        "[rollout]",
+        "lock_timeout",
+    ),
     "salt-empty": ('[rollout]\nsalt = ""\n' + WAVE + "percent = 1\n", "[rollout]", "salt"),
     "salt-not-string": ("[rollout]\nsalt = 2021\n" + WAVE + "percent = 1\n", "[rollout]", "salt"),
     "batch-size-zero": ("[rollout]\nbatch_size = 0\n" + WAVE + "percent = 1\n", "[rollout]", "batch_size"),

@@ -141,48 +141,39 @@ def slow_owner(engine: Engine, owner_id: int) -> None:
         )
 
 
-def test_a_statement_timeout_defers_the_batch_whole_instead_of_splitting_it(engine: Engine) -> None:
-    """One owner's project update is slow (a trigger sleeps 2 s) and the batch's statements get 1 s:
-    the batch of four is deferred whole (no split, each half would time out again), the size
-    halves, and the deferred round migrates the others; the slow owner stays deferred, never failed."""
+@pytest.mark.parametrize(
+    ("smallest", "retry_for", "deferred_whole"),
+    [(1, 3, True), (4, 0, False)],
+    ids=["above-the-smallest-size", "at-the-smallest-size"],
+)
+def test_a_statement_timeout_defers_the_batch_whole_until_it_cannot_shrink(
+    engine: Engine, smallest: int, retry_for: int, deferred_whole: bool
+) -> None:
+    """One owner's project update is slow (2 s) and the batch's statements get 1 s. A batch of four
+    that can still shrink is deferred whole (no split: each half would time out again), the size
+    halves, and the deferred round migrates the others. A batch already at the smallest size is
+    split like any failing one: the owner slow even alone is deferred alone, the others go through
+    in the same pass. Either way the slow owner is deferred, never failed."""
     if engine.dialect.name != "postgresql":
         pytest.skip("statement_timeout is PostgreSQL's")
     owners(engine, 4)
     slow_owner(engine, 3)
     settings = RolloutSettings(
         batch_size=4,
-        min_batch_size=1,
+        min_batch_size=smallest,
         statement_timeout=timedelta(seconds=1),
         max_failures=0,
-        retry_deferred_for=timedelta(seconds=3),
+        retry_deferred_for=timedelta(seconds=retry_for),
     )
     with capture_logs() as logged:
         summary = run_wave(engine, settings=settings)
     events = [e["event"] for e in logged]
-    assert "batch.split" not in events
-    assert next(e["owners"] for e in logged if e["event"] == "batch.deferred") == 4
+    if deferred_whole:
+        assert "batch.split" not in events
+        assert next(e["owners"] for e in logged if e["event"] == "batch.deferred") == 4
+    else:
+        assert "batch.deferred" not in events and "batch.split" in events
+        assert [e["owner_id"] for e in logged if e["event"] == "owner.deferred"] == [3]
     assert (summary.counts.migrated, summary.counts.failed, summary.deferred) == (3, 0, (3,))
     assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 3") == "deferred"
     assert scalar(engine, "SELECT COUNT(*) FROM projects WHERE organization_id IS NOT NULL") == 3
-
-
-def test_at_the_smallest_batch_size_a_statement_timeout_isolates_the_slow_owner(engine: Engine) -> None:
-    """A batch that cannot get smaller is split like any failing one: the owner slow even alone is
-    deferred, the others are migrated in the same pass, and its name's base is held meanwhile."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("statement_timeout is PostgreSQL's")
-    owners(engine, 4)
-    slow_owner(engine, 3)
-    settings = RolloutSettings(
-        batch_size=4,
-        min_batch_size=4,
-        statement_timeout=timedelta(seconds=1),
-        max_failures=0,
-        retry_deferred_for=timedelta(seconds=0),
-    )
-    with capture_logs() as logged:
-        summary = run_wave(engine, settings=settings)
-    events = [e["event"] for e in logged]
-    assert "batch.deferred" not in events and "batch.split" in events
-    assert [e["owner_id"] for e in logged if e["event"] == "owner.deferred"] == [3]
-    assert (summary.counts.migrated, summary.counts.failed, summary.deferred) == (3, 0, (3,))

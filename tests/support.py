@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,12 @@ class Platform:
             deleted_at=T0 if deleted else None,
         )
         return id
+
+    def named_owners(self, names: Mapping[int, str]) -> None:
+        """Owners by id and username, each with one legacy project `p<id>` and no grant."""
+        for owner, username in names.items():
+            self.user(owner, username)
+            self.project(f"p{owner}", owner)
 
     def shared_owners(
         self, owner_ids: range, *, collaborator: int = 100, deleted: tuple[int, ...] = ()

@@ -21,7 +21,7 @@ from rollout.engine.changes import ChangeTotals
 from rollout.engine.states import RunOutcome
 from rollout.engine.summary import RunSummary
 from rollout.engine.waveplan import Wave, WavePlan
-from rollout.errors import RolloutError, UsageError
+from rollout.errors import UsageError
 from rollout.operations import dryrun
 from rollout.operations import run as running
 from rollout.render.report import WRITERS, Context
@@ -158,9 +158,8 @@ def run(
         plan.wave(asked.wave)
     engine = opts.engine()
     warn_missing_indexes(engine)
-    outputs = Metrics(engine, plan, metrics_file, metrics_push)
-    try:
-        result = running.run(
+    result = Metrics(engine, plan, metrics_file, metrics_push).after(
+        lambda: running.run(
             engine,
             plan,
             asked,
@@ -168,11 +167,7 @@ def run(
             progress=progress_bar(),
             invocation=opts.invocation(plan, asked.parameters()),
         )
-    except RolloutError:
-        # A refused or halted run is what monitoring most needs to see (paused, lease held...).
-        outputs.write(None)
-        raise
-    outputs.write(result)
+    )
     if result.summary is None:
         if fmt == "json":
             click.echo(
@@ -219,9 +214,8 @@ def sweep_command(
     selected = plan.wave(wave) if wave is not None else None
     engine = opts.engine()
     parameters = to_json({"wave": wave, "batch_size": batch_size})
-    outputs = Metrics(engine, plan, metrics_file, metrics_push)
-    try:
-        result = running.sweep(
+    result = Metrics(engine, plan, metrics_file, metrics_push).after(
+        lambda: running.sweep(
             engine,
             plan,
             selected,
@@ -229,10 +223,7 @@ def sweep_command(
             batch_size=batch_size,
             invocation=opts.invocation(plan, parameters),
         )
-    except RolloutError:
-        outputs.write(None)  # a refused sweep (paused) is for monitoring to see too
-        raise
-    outputs.write(result)
+    )
     assert result.summary is not None
     return _report(result.summary, fmt)
 

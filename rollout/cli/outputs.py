@@ -4,6 +4,7 @@ and metrics pushed to a Pushgateway."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from http.client import HTTPException
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -72,6 +73,17 @@ class Metrics:
 
     def __init__(self, engine: Engine, plan: WavePlan, path: Path | None, push: str | None) -> None:
         self.engine, self.plan, self.path, self.push = engine, plan, path, push
+
+    def after(self, work: Callable[[], running.RunResult]) -> running.RunResult:
+        """Runs `work` and writes the metrics after it; also when it was refused or halted (paused,
+        lease held, error budget spent), which is what monitoring most needs to see."""
+        try:
+            result = work()
+        except RolloutError:
+            self.write(None)
+            raise
+        self.write(result)
+        return result
 
     def write(self, result: running.RunResult | None) -> None:
         if self.path is None and self.push is None:

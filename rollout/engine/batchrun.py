@@ -76,7 +76,6 @@ class BatchExecutor:
         self.stop = StopSignals(cancel=self._cancel_active)
         self._active: Any = None  # the driver connection of the batch under way
         self._seq = 0
-        self._timed_out = False  # a timeout deferred owners of the batch under way
         # What the runner's pacing reads and adds to between batches.
         self.throttled_before_batch = 0.0
         self.last_waiting = 0
@@ -97,9 +96,7 @@ class BatchExecutor:
         )
         duration = time.monotonic() - started
         self.last_batch_seconds = duration
-        if not self._timed_out:  # its time says nothing of the size: the size was halved instead
-            self.sizer.observe(len(owner_ids), duration)
-        self._timed_out = False
+        self.sizer.observe(len(owner_ids), duration)
         self._seq += 1
         record = history.BatchRecord(
             run_id=self.run_id,
@@ -148,7 +145,6 @@ class BatchExecutor:
         deferred by a held row: a later owner with the same base waits, so that names still go in
         user-id order."""
         self.sizer.shrink()
-        self._timed_out = True
         for owner_id in owner_ids:
             self.deferred[owner_id] = None
 

@@ -28,6 +28,7 @@ class BatchSizer:
     largest: int
     target_seconds: float
     per_owner_seconds: float | None = None
+    shrunk: bool = False  # the batch under way ran out of time: its duration teaches nothing
 
     @classmethod
     def for_settings(cls, settings: RolloutSettings) -> BatchSizer:
@@ -37,7 +38,11 @@ class BatchSizer:
         )
 
     def observe(self, owners: int, seconds: float) -> int:
-        """Learns from a batch of `owners` that took `seconds`; returns the next size."""
+        """Learns from a batch of `owners` that took `seconds`; returns the next size. A batch that
+        was shrunk on its way (it ran out of time) is not learnt from: the size was halved instead."""
+        if self.shrunk:
+            self.shrunk = False
+            return self.size
         if owners <= 0 or seconds <= 0:
             return self.size
         sample = seconds / owners
@@ -52,8 +57,9 @@ class BatchSizer:
         return self.size
 
     def shrink(self) -> int:
-        """After a batch ran out of time: half the size."""
+        """After a batch ran out of time: half the size, and its time is not learnt from."""
         self.size = max(self.smallest, self.size // 2)
+        self.shrunk = True
         return self.size
 
 

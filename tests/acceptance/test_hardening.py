@@ -124,11 +124,7 @@ def test_an_edited_report_with_a_recomputed_fingerprint_cannot_name_an_organizat
     """The planned name of an organization to create must be one the naming rule gives that owner
     (and not a reserved one): otherwise the owner is drifted and nothing is created for it."""
     with engine.begin() as conn:
-        p = Platform(conn)
-        p.user(1, "alice")
-        p.user(2, "bob")
-        p.project("p1", 1)
-        p.project("p2", 2)
+        Platform(conn).named_owners({1: "alice", 2: "bob"})
     plan = write_plan(tmp_path, PLAN)
     report = tmp_path / "approved.json"
     rollout("plan", "--wave", "everyone", "--output", str(report), db_url=db_url, plan=plan, check=True)
@@ -147,9 +143,7 @@ def test_verify_checks_every_organization_the_job_created_against_the_naming_rul
     engine: Engine, db_url: str, tmp_path: Path
 ) -> None:
     with engine.begin() as conn:
-        p = Platform(conn)
-        p.user(1, "alice")
-        p.project("p1", 1)
+        Platform(conn).named_owners({1: "alice"})
     plan = write_plan(tmp_path, PLAN)
     rollout("run", "--wave", "everyone", db_url=db_url, plan=plan, check=True)
     with engine.begin() as conn:
@@ -251,9 +245,7 @@ def test_a_pause_reason_and_an_operator_name_never_reach_a_terminal_raw(
     """Who paused and why are an operator's free text: `status` and the refused run's error line
     show their control characters escaped; JSON keeps them exact."""
     with engine.begin() as conn:
-        p = Platform(conn)
-        p.user(1, "alice")
-        p.project("p1", 1)
+        Platform(conn).named_owners({1: "alice"})
     plan = write_plan(tmp_path, PLAN)
     reason = "maintenance\x1b]0;pwned\x07 \u202eesrever"
     rollout(

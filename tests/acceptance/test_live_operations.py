@@ -35,11 +35,7 @@ def test_sigterm_while_the_batch_waits_on_a_lock_exits_within_seconds(
     if engine.dialect.name != "postgresql":
         pytest.skip("a lock wait inside a statement is PostgreSQL's; SQLite waits for the whole database")
     with engine.begin() as conn:
-        p = Platform(conn)
-        p.user(1, "alice")
-        p.user(2, "bob")
-        p.project("p1", 1)
-        p.project("p2", 2)
+        Platform(conn).named_owners({1: "alice", 2: "bob"})
     platform = engine.connect()
     held = platform.begin()
     platform.execute(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -84,19 +83,8 @@ def databases(admin: Engine, server: URL, owners: int, copies: tuple[str, ...]) 
 def timed_run(url: str, plan: Path) -> tuple[float, subprocess.CompletedProcess[str], object]:
     """`rollout run --wave everyone` in a subprocess: seconds, the result, its peak RSS in MB."""
     started = time.perf_counter()
-    command = [
-        sys.executable,
-        "-m",
-        "rollout",
-        "--database-url",
-        url,
-        "--plan",
-        str(plan),
-        "--log-format",
-        "json",
-    ]
     result = subprocess.run(
-        [*command, "run", "--wave", "everyone"],
+        live.rollout_command(url, plan, "run", "--wave", "everyone"),
         capture_output=True,
         text=True,
         check=False,
@@ -143,18 +131,10 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
         if not ROLLBACK:
             return
         started = time.perf_counter()
-        command = [
-            sys.executable,
-            "-m",
-            "rollout",
-            "--database-url",
-            url["rollout"],
-            "--plan",
-            str(plan),
-            "-q",
-        ]
         back = subprocess.run(
-            [*command, "rollback", "--wave", "everyone", "--yes", "--format", "json"],
+            live.rollout_command(
+                url["rollout"], plan, "rollback", "--wave", "everyone", "--yes", "--format", "json"
+            ),
             capture_output=True,
             text=True,
             check=False,

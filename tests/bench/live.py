@@ -157,8 +157,9 @@ def _p99(latencies: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
 
 
-def _rollout(url: str, plan: Path, *args: str) -> tuple[subprocess.Popen[str], float]:
-    command = [
+def rollout_command(url: str, plan: Path, *args: str) -> list[str]:
+    """The real `rollout` command on a database, with a plan and JSON logs on stderr."""
+    return [
         sys.executable,
         "-m",
         "rollout",
@@ -170,8 +171,11 @@ def _rollout(url: str, plan: Path, *args: str) -> tuple[subprocess.Popen[str], f
         "json",
         *args,
     ]
+
+
+def _rollout(url: str, plan: Path, *args: str) -> tuple[subprocess.Popen[str], float]:
     return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        rollout_command(url, plan, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ), time.monotonic()
 
 
@@ -231,18 +235,7 @@ def run(urls: dict[str, str], plan: Path, owners: int) -> None:
     again_out, _ = again.communicate()
     print(f"  a second sweep (the load stopped before the first): {again_out.strip()}")
     verify = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rollout",
-            "--database-url",
-            urls["loaded"],
-            "--plan",
-            str(plan),
-            "verify",
-            "--format",
-            "json",
-        ],
+        rollout_command(urls["loaded"], plan, "verify", "--format", "json"),
         capture_output=True,
         text=True,
         check=False,

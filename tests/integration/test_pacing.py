@@ -88,11 +88,7 @@ def test_a_lock_timeout_defers_the_owner_and_spends_no_error_budget(engine: Engi
     if engine.dialect.name != "postgresql":
         pytest.skip("a lock wait inside a statement is PostgreSQL's")
     with engine.begin() as conn:
-        p = Platform(conn)
-        p.user(1, "alice")
-        p.user(2, "bob")
-        p.project("p1", 1)
-        p.project("p2", 2)
+        Platform(conn).named_owners({1: "alice", 2: "bob"})
     platform = engine.connect()
     held = platform.begin()
     platform.execute(

@@ -18,6 +18,7 @@ import structlog
 
 _json = not sys.stderr.isatty()
 _bar_shown = False
+_configured: tuple[str, int] = ("json" if _json else "console", 0)
 
 
 class _Lines:
@@ -39,10 +40,11 @@ class _Lines:
 def configure(log_format: str | None = None, verbosity: int = 0) -> None:
     """`verbosity`: -1 quiet (warnings and up), 0 info, 1 debug. Colours on a terminal, unless
     NO_COLOR is set (https://no-color.org)."""
-    global _json
+    global _json, _configured
     if log_format is None:
         log_format = "console" if sys.stderr.isatty() else "json"
     _json = log_format == "json"
+    _configured = (log_format, verbosity)
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     renderer: structlog.typing.Processor
     if _json:
@@ -62,6 +64,11 @@ def configure(log_format: str | None = None, verbosity: int = 0) -> None:
         logger_factory=lambda *_: _Lines(sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def configured() -> tuple[str, int]:
+    """The format and verbosity in force: a worker process is configured the same."""
+    return _configured
 
 
 def is_json() -> bool:

@@ -29,10 +29,11 @@ def for_error(exc: RolloutError) -> int:
 
 
 def for_run(summary: RunSummary) -> int:
-    """A halted run is 4; one that lost the `--auto` lease 3; one where owners failed or drifted
-    is 1; else 0 (an interruption included)."""
+    """A halted run is 4; one that lost the `--auto` lease 3; one where owners failed or drifted,
+    or a worker died, is 1; else 0 (an interruption included)."""
     if summary.outcome is RunOutcome.HALTED:
         return HALTED
     if summary.stopped_by is StopReason.LEASE_LOST:
         return LOCK_HELD
-    return FAILED if summary.counts.failed or summary.counts.drifted else OK
+    failed = summary.outcome is RunOutcome.FAILED
+    return FAILED if failed or summary.counts.failed or summary.counts.drifted else OK

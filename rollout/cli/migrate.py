@@ -21,9 +21,9 @@ from rollout.engine.changes import ChangeTotals
 from rollout.engine.states import RunOutcome
 from rollout.engine.summary import RunSummary
 from rollout.engine.waveplan import Wave, WavePlan
-from rollout.errors import UsageError
 from rollout.operations import dryrun
 from rollout.operations import run as running
+from rollout.operations.workers import check_workers, fan_out
 from rollout.render.report import WRITERS, Context
 from rollout.render.table import plural, printable, to_json
 from rollout.render.views import run_dict, run_line
@@ -131,7 +131,12 @@ RESULT_FORMAT = click.option(
 @click.option("--max-owners", type=click.IntRange(min=1), help="Stop after attempting this many owners.")
 @click.option("--time-budget", callback=duration, help="Stop between batches after this long, e.g. 50m.")
 @click.option("--retry-failed", is_flag=True, help="Also attempt owners that failed before.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, help="Only 1 for now (see README).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    help="Worker processes on the wave (PostgreSQL; SQLite runs one).",
+)
 @METRICS_FILE
 @METRICS_PUSH
 @RESULT_FORMAT
@@ -146,10 +151,6 @@ def run(
     **request: Any,
 ) -> int:
     """Migrate owners: a wave, one owner, an approved report, or whatever cron should do now."""
-    if workers != 1:
-        raise UsageError(
-            "--workers is not implemented yet: run one process per wave (several processes on one wave are safe)"
-        )
     asked = running.RunRequest(**request)
     writable(metrics_file, "metrics file")
     opts = options(ctx)
@@ -157,6 +158,10 @@ def run(
     if asked.wave is not None:
         plan.wave(asked.wave)
     engine = opts.engine()
+    asked_for = workers
+    workers, fewer = check_workers(engine, asked, workers)
+    if fewer is not None:
+        say(f"rollout: warning: {fewer}", "run.one_worker", level="warning", workers=asked_for)
     warn_missing_indexes(engine)
     result = Metrics(engine, plan, metrics_file, metrics_push).after(
         lambda: running.run(
@@ -166,6 +171,7 @@ def run(
             run_id=opts.run_id,
             progress=progress_bar(),
             invocation=opts.invocation(plan, asked.parameters()),
+            fan_out=fan_out(workers) if workers > 1 else None,
         )
     )
     if result.summary is None:

@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from rollout.engine import ledger
 from rollout.engine.changes import BatchChanges
 from rollout.errors import ConcurrentChange
-from rollout.store.queries import execute_rows, execute_rows_returning
+from rollout.store.queries import execute, execute_rows, execute_rows_returning
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,10 @@ def apply_batch(
         now=now,
     )
     ledger.record_deferred(conn, changes.deferred, wave=wave, run_id=run_id, now=now)
+    # A name planned for an owner is the organization's now; a blocked owner gives its up.
+    released = [o.owner_id for o in new] + [b.owner_id for b in changes.blocked]
+    if released:
+        execute(conn, "release_names", owner_ids=released)
     return Applied(
         migrated=len(changes.owners),
         blocked=len(changes.blocked),

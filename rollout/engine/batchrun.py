@@ -22,7 +22,7 @@ from rollout.engine.changes import BatchChanges, Drift
 from rollout.engine.migration import compute_batch, deferred_name_bases
 from rollout.engine.pacing import BatchSizer
 from rollout.engine.signals import Aborted, StopSignals
-from rollout.engine.summary import Progress, ReportGate
+from rollout.engine.summary import BatchHooks, Progress, ReportGate
 from rollout.engine.waveplan import RolloutSettings
 from rollout.errors import DatabaseUnavailable, PermissionDenied, describe
 from rollout.store import dialect, queries
@@ -58,8 +58,10 @@ class BatchExecutor:
         progress: Progress | None,
         gate: ReportGate | None,
         lease: Lease | None,
+        hooks: BatchHooks | None = None,
     ) -> None:
         self.engine = engine
+        self.hooks = hooks
         self.settings = settings
         self.run_id = run_id
         self.wave = wave
@@ -116,14 +118,19 @@ class BatchExecutor:
         self.last_waiting = stats.waiting_sessions
         self.counts.deferred = len(self.deferred)
         self.between = transaction(
-            self.engine, lambda conn: self._record(conn, record), interrupt=self._stopping
+            self.engine, lambda conn: self._record(conn, record, owner_ids), interrupt=self._stopping
         )
         if self.progress is not None and not sweeping:
             self.progress.update(record.migrated + record.blocked + record.failed)
 
-    def _record(self, conn: Connection, record: history.BatchRecord) -> tuple[bool, object]:
-        """Records the batch; reads, in the same round, the pause switch and the replication lag."""
+    def _record(
+        self, conn: Connection, record: history.BatchRecord, owner_ids: Sequence[int]
+    ) -> tuple[bool, object]:
+        """Records the batch (and checkpoints its claim); reads, in the same round, the pause switch
+        and the replication lag."""
         history.record_batch(conn, record)
+        if self.hooks is not None:
+            self.hooks.concluded(conn, owner_ids)
         return self.read_between(conn)
 
     def _commit_or_defer(self, owner_ids: Sequence[int], stats: _BatchStats, sweeping: bool) -> None:
@@ -197,6 +204,8 @@ class BatchExecutor:
         try:
             if self.lease is not None:
                 self.lease.renew(conn)
+            if self.hooks is not None:
+                self.hooks.renew(conn)
             queries.execute(
                 conn,
                 "limit_waits",
@@ -238,6 +247,8 @@ class BatchExecutor:
         """Between batches (and while throttled): the lease, the heartbeat, the pause switch, the lag."""
         if self.lease is not None:
             self.lease.renew(conn)
+        if self.hooks is not None:
+            self.hooks.renew(conn)
         history.heartbeat(conn, self.run_id, self.counts)
         return ledger.control(conn).paused, queries.scalar(conn, "replication_lag")
 

@@ -79,10 +79,19 @@ def compute_batch(
     missing = missing_collaborators(reader, (u for users in to_add.values() for u in users))
     read.deferred.update(owner_id for owner_id, users in to_add.items() if users & missing)
 
-    # Names go in user-id order: an owner whose name a deferred owner may yet take waits too.
-    waiting = set(held_names) | _base_names(read, read.deferred)
+    # Names go in user-id order: a name planned for the owner (a wave's job reserved it) is kept;
+    # an owner without one whose name a deferred owner may yet take waits.
+    planned_for = {
+        r.owner_id: r.name
+        for r in rows(conn, "reserved_names_of", owner_ids=[o.id for o in candidates if o.id not in reused])
+    }
+    waiting = set(held_names) | _base_names(read, read.deferred - planned_for.keys())
     for owner in candidates:
-        if owner.id not in reused and naming.base_name(owner.username, owner.id) in waiting:
+        if (
+            owner.id not in reused
+            and owner.id not in planned_for
+            and naming.base_name(owner.username, owner.id) in waiting
+        ):
             read.deferred.add(owner.id)
     candidates = [o for o in candidates if o.id not in read.deferred]
     names = _new_names(
@@ -91,6 +100,7 @@ def compute_batch(
         reserved_names,
         planned_names or {},
         frozenset(forbidden_names),
+        planned_for,
     )
 
     changes = []
@@ -120,7 +130,7 @@ def compute_batch(
         tuple(changes),
         tuple(blocked),
         deferred=tuple(sorted(read.deferred)),
-        deferred_names=frozenset(_base_names(read, read.deferred)),
+        deferred_names=frozenset(_base_names(read, read.deferred - planned_for.keys())),
         lock_seconds=reader.lock_seconds,
     )
 
@@ -188,24 +198,32 @@ def _new_names(
     reserved: set[str] | None,
     planned: Mapping[int, str],
     forbidden: frozenset[str],
+    reservations: Mapping[int, str],
 ) -> dict[int, str]:
-    """A name for each owner's new organization: the one an approved report planned when it is
-    still free and follows the rule for that owner, else the first free one in user-id order.
-    `forbidden` names (the plan's `reserved_names`) count as taken."""
+    """A name for each owner's new organization: the one its wave's job reserved for it while no
+    organization has taken it meanwhile; else the one an approved report planned when it is still
+    free and follows the rule for that owner; else the first free one in user-id order. A name is
+    free when no organization has it, no other owner has it reserved, and it is not `forbidden`
+    (the plan's `reserved_names`)."""
 
-    def taken(candidates: Collection[str]) -> Collection[str]:
-        in_use = {row.name for row in rows(conn, "organization_names_taken", names=sorted(candidates))}
+    def taken(candidates: Collection[str], *, reservations_too: bool = True) -> Collection[str]:
+        query = "names_taken" if reservations_too else "organization_names_taken"
+        in_use = {row.name for row in rows(conn, query, names=sorted(candidates))}
         return in_use | (set(candidates) & forbidden)
 
-    kept = {}
+    kept: dict[int, str] = {}
+    own = {o.id: reservations[o.id] for o in owners if o.id in reservations}
+    if own:
+        gone = set(taken(own.values(), reservations_too=False))
+        kept = {owner_id: name for owner_id, name in own.items() if name not in gone}
     if planned:
         wanted = {
             o.id: planned[o.id]
             for o in owners
-            if o.id in planned and naming.follows_rule(planned[o.id], o.username, o.id)
+            if o.id not in kept and o.id in planned and naming.follows_rule(planned[o.id], o.username, o.id)
         }
         unavailable = set(taken(wanted.values()))
-        kept = {owner_id: name for owner_id, name in wanted.items() if name not in unavailable}
+        kept |= {owner_id: name for owner_id, name in wanted.items() if name not in unavailable}
     reserved = reserved if reserved is not None else set()
     reserved.update(kept.values())
     bases = [(o.id, naming.base_name(o.username, o.id)) for o in owners if o.id not in kept]

@@ -71,6 +71,7 @@ _SETTINGS_KEYS = (
     "max_owners_per_second",
     "max_throttle",
     "reserved_names",
+    "claim_ttl",
 )
 _WAVE_KEYS = (
     "name",
@@ -138,6 +139,9 @@ def _settings(path: Path, table: object) -> RolloutSettings:
         reserved_names=section.get("reserved_names", values.names, d.reserved_names),
         max_throttle=section.get(
             "max_throttle", values.bounded_duration(timedelta(seconds=1), timedelta(days=1)), d.max_throttle
+        ),
+        claim_ttl=section.get(
+            "claim_ttl", values.bounded_duration(timedelta(seconds=1), timedelta(hours=1)), d.claim_ttl
         ),
     )
     if settings.lock_timeout >= settings.statement_timeout:

@@ -13,7 +13,6 @@ import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from itertools import islice
 
 import structlog
 from sqlalchemy import Connection, Engine
@@ -23,7 +22,16 @@ from rollout.engine.batchrun import BatchExecutor, BudgetSpent
 from rollout.engine.pacing import CONTENTION_PAUSE, HealthProbe, pause_for_rate
 from rollout.engine.signals import Aborted
 from rollout.engine.states import RunMode, RunOutcome, StopReason, run_outcome
-from rollout.engine.summary import Limits, Progress, ReportGate, RunSummary, peak_rss_mb
+from rollout.engine.summary import (
+    BatchHooks,
+    Limits,
+    OwnerSource,
+    Progress,
+    ReportGate,
+    RunSummary,
+    Stream,
+    peak_rss_mb,
+)
 from rollout.engine.waveplan import RolloutSettings
 from rollout.errors import DatabaseUnavailable, RolloutError, describe
 from rollout.store.engine import transaction
@@ -48,6 +56,7 @@ class Runner:
         gate: ReportGate | None = None,
         sweep: Callable[[], Iterable[int]] | None = None,
         lease: Lease | None = None,
+        hooks: BatchHooks | None = None,
         invocation: history.Invocation = history.UNRECORDED,
     ) -> None:
         self.engine = engine
@@ -60,7 +69,7 @@ class Runner:
         self.progress = progress
         self.sweep = sweep
         self.batches = BatchExecutor(
-            engine, settings, run_id=run_id, wave=wave, progress=progress, gate=gate, lease=lease
+            engine, settings, run_id=run_id, wave=wave, progress=progress, gate=gate, lease=lease, hooks=hooks
         )
         self.stop = self.batches.stop
         self.probe = HealthProbe(settings, lambda work: transaction(engine, work, interrupt=self._stopping))
@@ -70,7 +79,7 @@ class Runner:
 
     # -- the run
 
-    def run(self, owner_ids: Iterable[int]) -> RunSummary:
+    def run(self, owner_ids: Iterable[int] | OwnerSource) -> RunSummary:
         """Runs to the end of its phases, a limit, a halt or a stop signal."""
 
         def start(conn: Connection) -> None:
@@ -126,13 +135,14 @@ class Runner:
         )
         return summary
 
-    def _phases(self, owner_ids: Iterable[int]) -> StopReason | None:
-        stopped = self._phase(owner_ids, sweeping=self.mode is RunMode.SWEEP, limited=True)
+    def _phases(self, owner_ids: Iterable[int] | OwnerSource) -> StopReason | None:
+        source = owner_ids if isinstance(owner_ids, OwnerSource) else Stream(owner_ids)
+        stopped = self._phase(source, sweeping=self.mode is RunMode.SWEEP, limited=True)
         if stopped is None and self.batches.deferred:
             stopped = self._retry_deferred()
         if stopped is None and self.sweep is not None and not self.cut:
             log.debug("run.sweeping")
-            stopped = self._phase(self.sweep(), sweeping=True)
+            stopped = self._phase(Stream(self.sweep()), sweeping=True)
         return stopped
 
     def _allowance(self) -> int | None:
@@ -144,17 +154,16 @@ class Runner:
         return self.limits.max_owners - (c.attempted - c.blocked + c.drifted + len(self.batches.deferred))
 
     def _phase(
-        self, owner_ids: Iterable[int], *, sweeping: bool = False, limited: bool = False
+        self, source: OwnerSource, *, sweeping: bool = False, limited: bool = False
     ) -> StopReason | None:
-        stream = iter(owner_ids)
         while True:
             size = self.batches.sizer.size
             left = self._allowance() if limited else None
             if left is not None and left <= 0:
                 # `--max-owners` reached: the run is partial if the selection had more (its sweep waits).
-                self.cut = next(stream, None) is not None
+                self.cut = source.more()
                 return None
-            batch = list(islice(stream, size if left is None else min(size, left)))
+            batch = source.take(size if left is None else min(size, left))
             if not batch:
                 return None
             self.batches.process(batch, sweeping=sweeping)
@@ -175,7 +184,7 @@ class Runner:
             owners = sorted(self.batches.deferred)
             self.batches.deferred.clear()
             self.batches.held_names.clear()
-            stopped = self._phase(owners)
+            stopped = self._phase(Stream(owners))
             if stopped:
                 return stopped
             pause = min(pause * 2, 5.0)

@@ -32,8 +32,9 @@ class Candidate:
     migrated_before: bool = False  # the job migrated this owner; these are late arrivals
 
 
-def candidates(engine: Engine, wave: Wave | None = None) -> Iterator[Candidate]:
-    """Every owner of a legacy project (or only those a wave lists by id), in user-id order."""
+def candidates(engine: Engine, wave: Wave | None = None, *, after: int = -1) -> Iterator[Candidate]:
+    """Every owner of a legacy project (or only those a wave lists by id), in user-id order, from
+    the first after `after`."""
     listed_only = wave is not None and wave.percent is None
     regions = list(wave.regions or []) if wave is not None else []
     listed = list(wave.owners) if wave is not None and listed_only else []
@@ -52,7 +53,7 @@ def candidates(engine: Engine, wave: Wave | None = None) -> Iterator[Candidate]:
             for r in rows
         ]
 
-    return keyset_pages(engine, page, lambda c: c.owner_id, -1)
+    return keyset_pages(engine, page, lambda c: c.owner_id, after)
 
 
 def migrated_owners(engine: Engine) -> Iterator[tuple[int, str | None]]:

@@ -3,10 +3,13 @@ gate it may plug in, and its summary."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from itertools import islice
+from typing import Protocol, runtime_checkable
+
+from sqlalchemy import Connection
 
 from rollout.engine.changes import BatchChanges, Drift
 from rollout.engine.history import RunCounts
@@ -42,6 +45,45 @@ class ReportGate(Protocol):
     def admit(self, changes: BatchChanges, owner_ids: Sequence[int]) -> tuple[BatchChanges, list[Drift]]: ...
 
 
+@runtime_checkable
+class OwnerSource(Protocol):
+    """Where a run's owners come from, batch by batch: a stream, or a wave job's claims."""
+
+    def take(self, n: int) -> list[int]:
+        """Up to `n` next owners, in user-id order; empty when there are no more."""
+        ...
+
+    def more(self) -> bool:
+        """Whether owners are left (a run cut by `--max-owners` is partial)."""
+        ...
+
+
+class Stream:
+    """An `OwnerSource` over an iterable of owner ids."""
+
+    def __init__(self, owner_ids: Iterable[int]) -> None:
+        self._owners: Iterator[int] = iter(owner_ids)
+        self._next: list[int] = []
+
+    def take(self, n: int) -> list[int]:
+        batch = self._next[:n]
+        self._next = self._next[n:]
+        return batch + list(islice(self._owners, n - len(batch)))
+
+    def more(self) -> bool:
+        if not self._next:
+            self._next = list(islice(self._owners, 1))
+        return bool(self._next)
+
+
+class BatchHooks(Protocol):
+    """What a wave job's claims do in each batch's record: checkpoint and renew their lease."""
+
+    def concluded(self, conn: Connection, owner_ids: Sequence[int]) -> None: ...
+
+    def renew(self, conn: Connection) -> None: ...
+
+
 @dataclass
 class Limits:
     """When a run stops before its selection is exhausted."""
@@ -62,6 +104,7 @@ class RunSummary:
     deferred: tuple[int, ...] = field(default=())  # owners whose rows stayed held
     duration_s: float = 0.0
     throttles: tuple[tuple[str, int], ...] = field(default=())  # pauses by health signal
+    workers: tuple[tuple[str, RunCounts], ...] = field(default=())  # each worker's, for `--workers N`
 
     @property
     def stop_text(self) -> str | None:

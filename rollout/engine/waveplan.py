@@ -67,6 +67,9 @@ class RolloutSettings:
     max_throttle: timedelta = timedelta(minutes=10)
     # Names no organization the job creates may take: handled like names already taken.
     reserved_names: tuple[str, ...] = RESERVED_NAMES
+    # Several workers (docs/workers.md): a claim whose worker stopped renewing it this long is
+    # taken over by another worker.
+    claim_ttl: timedelta = timedelta(minutes=2)
 
     @property
     def batch_bounds(self) -> tuple[int, int]:

@@ -15,15 +15,16 @@ from sqlalchemy import Connection, Engine
 from rollout import logs
 from rollout.clock import utcnow
 from rollout.engine import history, ledger
+from rollout.engine.claims import ClaimedWork
 from rollout.engine.runner import Runner
-from rollout.engine.selection import sweep_owners, wave_owners
+from rollout.engine.selection import sweep_owners
 from rollout.engine.states import RunMode, RunOutcome
-from rollout.engine.summary import Limits, Progress, ReportGate, RunSummary
+from rollout.engine.summary import BatchHooks, Limits, Progress, ReportGate, RunSummary
 from rollout.engine.tally import WaveStatus
 from rollout.engine.waveplan import RolloutSettings, Wave, WavePlan
 from rollout.errors import Halted, LockHeld, RolloutError, UsageError
 from rollout.operations.approved import ApprovedReport
-from rollout.operations.auto import choose
+from rollout.operations.auto import Decision, choose
 from rollout.operations.status import current_waves
 from rollout.store import queries
 from rollout.store.engine import transaction
@@ -83,6 +84,13 @@ class RunResult:
     already_migrated: tuple[int, ...] = ()
 
 
+# Runs a wave or `--auto` with several worker processes: (engine, plan, request, run id, progress,
+# invocation) -> the result, the workers' summaries added up.
+FanOut = Callable[
+    [Engine, WavePlan, "RunRequest", str, "ProgressFactory | None", history.Invocation], "RunResult"
+]
+
+
 def run(
     engine: Engine,
     plan: WavePlan | None,
@@ -91,14 +99,16 @@ def run(
     run_id: str,
     progress: ProgressFactory | None = None,
     invocation: history.Invocation = history.UNRECORDED,
+    fan_out: FanOut | None = None,
 ) -> RunResult:
-    """Carries out a `rollout run`. `plan` may be None for one owner or a report (the defaults of
+    """Carries out a `rollout run`; a wave's or `--auto`'s through `fan_out` when given (several
+    worker processes, `operations.workers`). `plan` may be None for one owner or a report (the defaults of
     the `[rollout]` settings apply); a wave or `--auto` needs it. Every invocation is recorded in
     the run history, one refused (paused, lease held, a wave over budget) or with nothing to do
     included."""
     mode = request.mode
     try:
-        result = _run(engine, plan, request, run_id, progress, invocation)
+        result = _run(engine, plan, request, run_id, progress, invocation, fan_out)
     except (Halted, LockHeld) as exc:
         if not isinstance(exc, LockLost):
             _record(engine, run_id, mode, request.wave, RunOutcome.REFUSED, str(exc), invocation)
@@ -135,6 +145,7 @@ def _run(
     run_id: str,
     progress: ProgressFactory | None,
     invocation: history.Invocation,
+    fan_out: FanOut | None,
 ) -> RunResult:
     transaction(engine, ledger.refuse_if_paused)
     if request.owner_id is not None:
@@ -144,7 +155,7 @@ def _run(
         runner = _runner(
             engine, _settings(plan, request), run_id, RunMode.OWNER, None, request, invocation=invocation
         )
-        return _dated(engine, plan, RunResult(runner.run([owner_id])))
+        return dated(engine, plan, RunResult(runner.run([owner_id])))
     if request.from_plan is not None:
         report = ApprovedReport.read(request.from_plan)
         states = transaction(engine, lambda conn: ledger.owner_states(conn, report.owner_ids()))
@@ -160,11 +171,11 @@ def _run(
             invocation=invocation,
         )
         summary = runner.run(owners)
-        return _dated(
-            engine, plan, RunResult(summary, already_migrated=tuple(sorted(report.migrated_before)))
-        )
+        return dated(engine, plan, RunResult(summary, already_migrated=tuple(sorted(report.migrated_before))))
     if plan is None:
         raise UsageError("a wave plan is needed to run a wave")
+    if fan_out is not None:
+        return fan_out(engine, plan, request, run_id, progress, invocation)
     if request.auto:
         with auto_lock(engine, run_id) as lease:
             return _auto(engine, plan, request, run_id, progress, lease, invocation)
@@ -191,17 +202,30 @@ def run_wave(
     before: list[WaveStatus] | None = None,
     lease: Lease | None = None,
     invocation: history.Invocation = history.UNRECORDED,
+    job_id: str | None = None,
 ) -> RunResult:
-    """Runs a wave, then counts every wave once and dates the wave's completion if it is complete.
+    """Runs a wave (as a worker of the wave's job, or of `job_id`), then counts every wave once and dates the wave's completion if it is complete.
     `before`, the counts before the run, sizes the progress display (counted only for one)."""
     settings = _settings(plan, request)
     started = utcnow()
     tick = None
     if progress is not None:
-        tick = progress(_to_attempt(before or current_waves(engine, plan), wave, request))
-    selection = wave_owners(engine, wave, settings.salt, retry_failed=request.retry_failed)
+        tick = progress(to_attempt(before or current_waves(engine, plan), wave, request))
+    work = ClaimedWork(
+        engine,
+        settings,
+        wave,
+        run_id=run_id,
+        retry_failed=request.retry_failed,
+        sleep=lambda seconds: runner.stop.sleep(seconds),
+        heartbeat=lambda: transaction(engine, runner.batches.read_between),
+        job_id=job_id,
+    )
 
     def sweep() -> Iterable[int]:
+        # The worker that closed the wave's job sweeps; the others leave it to that one.
+        if not work.closed:
+            return ()
         return sweep_owners(engine, wave, settings.salt, migrated_before=started)
 
     runner = _runner(
@@ -214,12 +238,17 @@ def run_wave(
         progress=tick,
         sweep=sweep,
         lease=lease,
+        hooks=work,
         invocation=invocation,
     )
-    return _dated(engine, plan, RunResult(runner.run(selection)))
+    try:
+        summary = runner.run(work)
+    finally:
+        work.release()
+    return dated(engine, plan, RunResult(summary))
 
 
-def _dated(engine: Engine, plan: WavePlan | None, result: RunResult) -> RunResult:
+def dated(engine: Engine, plan: WavePlan | None, result: RunResult) -> RunResult:
     """Counts every wave once after a run (of any mode), and dates the completion of each wave
     the run completed: soak counts from the run that completed a wave, whatever its mode."""
     if plan is None:
@@ -238,10 +267,7 @@ def _auto(
     lease: Lease,
     invocation: history.Invocation,
 ) -> RunResult:
-    waves = current_waves(engine, plan)
-    transaction(engine, lambda conn: ledger.record_completions(conn, waves))
-    completed = transaction(engine, ledger.completed_waves)
-    decision = choose(plan, waves, completed, utcnow())
+    decision, waves = auto_decision(engine, plan)
     if decision.halt:
         raise Halted(decision.reason)
     if decision.wave is None:
@@ -254,7 +280,15 @@ def _auto(
     )
 
 
-def _to_attempt(waves: list[WaveStatus], wave: Wave, request: RunRequest) -> int | None:
+def auto_decision(engine: Engine, plan: WavePlan) -> tuple[Decision, list[WaveStatus]]:
+    """What `--auto` does now (with the waves' counts it decided on); completions dated first."""
+    waves = current_waves(engine, plan)
+    transaction(engine, lambda conn: ledger.record_completions(conn, waves))
+    completed = transaction(engine, ledger.completed_waves)
+    return choose(plan, waves, completed, utcnow()), waves
+
+
+def to_attempt(waves: list[WaveStatus], wave: Wave, request: RunRequest) -> int | None:
     for status in waves:
         if status.wave == wave.name:
             # Blocked owners are looked at again by every run; they count as attempted.
@@ -281,6 +315,7 @@ def _runner(
     progress: Progress | None = None,
     sweep: Callable[[], Iterable[int]] | None = None,
     lease: Lease | None = None,
+    hooks: BatchHooks | None = None,
     invocation: history.Invocation = history.UNRECORDED,
 ) -> Runner:
     logs.bind(run_id, wave)
@@ -295,6 +330,7 @@ def _runner(
         progress=progress,
         sweep=sweep,
         lease=lease,
+        hooks=hooks,
         invocation=invocation,
     )
 
@@ -319,4 +355,4 @@ def sweep(
     request = RunRequest(wave=name or "", batch_size=batch_size)
     settings = _settings(plan, request)
     runner = _runner(engine, settings, run_id, RunMode.SWEEP, name, request, invocation=invocation)
-    return _dated(engine, plan, RunResult(runner.run(sweep_owners(engine, wave, settings.salt))))
+    return dated(engine, plan, RunResult(runner.run(sweep_owners(engine, wave, settings.salt))))

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from rollout.engine import history, ledger
+from rollout.engine.claims import jobs_under_way
 from rollout.engine.selection import unknown_owners
 from rollout.engine.tally import WaveStatus, wave_counts
 from rollout.engine.waveplan import WavePlan
@@ -22,6 +23,7 @@ class Status:
     failed_owners: tuple[dict[str, Any], ...]
     unknown_owners: dict[str, tuple[int, ...]]  # per wave, listed owners that are not users
     rate: float | None = None  # owners per second of the newest run, for the time left
+    jobs: tuple[dict[str, Any], ...] = ()  # waves' jobs under way, each with its workers
 
 
 def current_waves(engine: Engine, plan: WavePlan) -> list[WaveStatus]:
@@ -36,7 +38,12 @@ def read_status(engine: Engine, plan: WavePlan, runs: int = 10) -> Status:
     def read(
         conn: Connection,
     ) -> tuple[
-        ledger.Control, list[dict[str, Any]], list[dict[str, Any]], dict[str, tuple[int, ...]], float | None
+        ledger.Control,
+        list[dict[str, Any]],
+        list[dict[str, Any]],
+        dict[str, tuple[int, ...]],
+        float | None,
+        list[dict[str, Any]],
     ]:
         unknown = {w.name: found for w in plan.waves if (found := unknown_owners(conn, w))}
         return (
@@ -45,10 +52,13 @@ def read_status(engine: Engine, plan: WavePlan, runs: int = 10) -> Status:
             ledger.failed_owners(conn),
             unknown,
             history.recent_rate(conn),
+            jobs_under_way(conn),
         )
 
-    control, recent, failed, unknown, rate = transaction(engine, read)
-    return Status(tuple(current_waves(engine, plan)), control, tuple(recent), tuple(failed), unknown, rate)
+    control, recent, failed, unknown, rate, jobs = transaction(engine, read)
+    return Status(
+        tuple(current_waves(engine, plan)), control, tuple(recent), tuple(failed), unknown, rate, tuple(jobs)
+    )
 
 
 def run_history(engine: Engine, limit: int) -> list[dict[str, Any]]:

@@ -89,8 +89,16 @@ def registry_of(snapshot: MetricsSnapshot) -> CollectorRegistry:
     throttles = gauge(
         "rollout_run_throttles", "Pauses of the last run, by the signal that asked for them.", ("signal",)
     )
+    per_worker = gauge(
+        "rollout_worker_owners",
+        "Owners of each worker of the last run (--workers N) by outcome.",
+        ("worker", "outcome"),
+    )
     summary = snapshot.summary
     if summary is not None:
+        for worker, counts in summary.workers:
+            for outcome in ("migrated", "failed", "blocked", "deferred"):
+                per_worker.labels(worker, outcome).set(getattr(counts, outcome))
         c = summary.counts
         for outcome in ("migrated", "failed", "blocked", "drifted", "deferred", "swept"):
             run_owners.labels(outcome).set(getattr(c, outcome))

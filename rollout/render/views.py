@@ -27,6 +27,8 @@ def run_line(summary: RunSummary) -> str:
         + f" in {plural(c.batches, 'batch')}"
         + (f", throttled {c.throttled_seconds:.0f} s" if c.throttled_seconds >= 1 else "")
     )
+    if summary.workers:
+        line += f", {plural(len(summary.workers), 'worker')}"
     if summary.stop_text:
         line += f" (stopped: {summary.stop_text})"
     return line
@@ -43,6 +45,11 @@ def run_dict(summary: RunSummary) -> dict[str, Any]:
         "failures": [{"owner_id": o, "error": e} for o, e in summary.failures],
         "drifted": [{"owner_id": d.owner_id, "why": d.why} for d in summary.drifted],
         "deferred": list(summary.deferred),
+        **(
+            {"workers": [{"run_id": w, **dataclasses.asdict(c)} for w, c in summary.workers]}
+            if summary.workers
+            else {}
+        ),
     }
 
 
@@ -62,6 +69,7 @@ def status_dict(status: Status) -> dict[str, Any]:
         "runs": list(status.runs),
         "failed_owners": list(status.failed_owners),
         "unknown_owners": {wave: list(ids) for wave, ids in status.unknown_owners.items()},
+        "jobs": list(status.jobs),
     }
 
 
@@ -125,6 +133,42 @@ def render_status(status: Status, fmt: str) -> str:
         "Recent runs (`rollout runs` for more):",
         runs_table(status.runs, short=True),
     ]
+    for job in status.jobs:
+        planned = "planned" if job["planned_at"] else "planning"
+        parts += [
+            "",
+            printable(
+                f"Wave {job['wave']}: job {job['id']} under way ({planned}), {job['finished']} of"
+                f" {plural(job['claims'], 'claim')} done, {job['concluded']} of {job['owners']} owners concluded."
+            ),
+            table(
+                [
+                    "worker",
+                    "host",
+                    "pid",
+                    "claims held",
+                    "migrated",
+                    "failed",
+                    "deferred",
+                    "heartbeat",
+                    "finished",
+                ],
+                [
+                    [
+                        w["id"],
+                        w["host"],
+                        w["pid"],
+                        w["claims_held"],
+                        w["migrated"],
+                        w["failed"],
+                        w["deferred"],
+                        (w["heartbeat_at"] or "")[:19].replace("T", " "),
+                        (w["finished_at"] or "")[:19].replace("T", " "),
+                    ]
+                    for w in job["workers"]
+                ],
+            ),
+        ]
     for wave, ids in status.unknown_owners.items():
         parts += ["", f"Wave {wave} lists owners that are not users: {', '.join(map(str, ids))}."]
     if status.failed_owners:

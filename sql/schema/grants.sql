@@ -15,7 +15,7 @@ GRANT SELECT, INSERT, DELETE ON organizations, organization_members, organizatio
 GRANT UPDATE (id) ON organizations TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON rollout_meta, rollout_runs, rollout_owners, rollout_moved_projects,
     rollout_added_members, rollout_added_permissions, rollout_control, rollout_waves, rollout_batches,
-    rollout_leases, rollout_rollbacks TO {role};
+    rollout_leases, rollout_rollbacks, rollout_jobs, rollout_claims, rollout_names TO {role};
 GRANT SELECT ON rollout_schema_version TO {role};
 
 -- section: read-only
@@ -23,4 +23,4 @@ GRANT SELECT ON users, organizations, organization_members, organization_member_
     project_access, environments, environment_access, billing_accounts TO {role};
 GRANT SELECT ON rollout_meta, rollout_runs, rollout_owners, rollout_moved_projects, rollout_added_members,
     rollout_added_permissions, rollout_control, rollout_waves, rollout_batches, rollout_leases,
-    rollout_rollbacks, rollout_schema_version TO {role};
+    rollout_rollbacks, rollout_jobs, rollout_claims, rollout_names, rollout_schema_version TO {role};

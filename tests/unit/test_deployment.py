@@ -124,3 +124,27 @@ def test_the_image_is_multi_stage_non_root_and_pinned() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert pinned and all(re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==\S+", line) for line in pinned), pinned
+
+
+def test_the_wave_job_runs_one_named_wave_with_indexed_pods() -> None:
+    """jobs/wave-job.yaml: N pods, each a worker of the same wave (`rollout run --wave`), with the
+    same plan and secret as the CronJob; a pod's failure is not retried by Kubernetes (its claim
+    is taken over by the others)."""
+    text = (JOBS / "wave-job.yaml").read_text()
+    block = text.split("args:\n", 1)[1].split("env:", 1)[0]
+    args = [m.group(1) for m in re.finditer(r"^\s*- (\S+)\s*$", block, re.M)]
+    params = _parse(args)
+    assert params["command"] == "run" and params["wave"] == "WAVE_NAME" and params["workers"] == 1
+    assert params["log_format"] == "json" and params["metrics_push"]
+    assert re.search(r"^\s*completionMode: Indexed$", text, re.M)
+    completions = re.search(r"^\s*completions: (\d+)$", text, re.M)
+    parallelism = re.search(r"^\s*parallelism: (\d+)$", text, re.M)
+    assert completions and parallelism and completions.group(1) == parallelism.group(1)
+    assert re.search(r"^\s*backoffLimit: 0$", text, re.M)
+    assert "name: rollout-db" in text and "name: rollout-plan" in text
+
+
+def test_systemd_signals_only_the_main_process() -> None:
+    """With `--workers N` the main process passes a stop signal on once: systemd must not signal
+    the workers too (a second signal aborts their batch)."""
+    assert re.search(r"^KillMode=mixed$", (JOBS / "rollout.service").read_text(), re.M)

@@ -1,0 +1,312 @@
+"""Several workers and hosts on one wave: the same end state as one process, names included; a
+killed worker's claim taken over; SQLite runs one worker and says so."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from rollout.seed import seed
+from rollout.store.engine import make_engine
+from tests.conftest import drop_pg_database
+from tests.support import (
+    REPO,
+    Platform,
+    errors,
+    events,
+    half_migrated_owners,
+    logical_snapshot,
+    rollout,
+    scalar,
+)
+
+OWNERS = 1200
+PLAN = """[rollout]
+batch_size = 20
+claim_ttl = "30s"
+
+[[waves]]
+name = "ten-percent"
+percent = 10
+
+[[waves]]
+name = "everyone"
+percent = 100
+"""
+# Owners whose names collide, far apart in user-id order: they land in different claims, which
+# workers take in any order; the lowest id must still get the bare name.
+COLLIDING = {50_001: "bob", 60_002: "Bob", 70_003: "BOB!", 80_004: "b.o.b", 90_005: "bob_", 95_006: "bob-2"}
+
+Copies = Callable[[int], list[str]]
+
+
+@pytest.fixture
+def copies(request: pytest.FixtureRequest, db_url: str) -> Iterator[Copies]:
+    """`copies(n)`: n PostgreSQL databases holding the same seeded data (every edge case, and
+    owners whose names collide across claims)."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("several workers need PostgreSQL; SQLite runs one (test_sqlite_runs_one_worker)")
+    engine = make_engine(db_url)
+    seed(engine, OWNERS, 23)
+    with engine.begin() as conn:
+        Platform(conn).named_owners(COLLIDING)
+    engine.dispose()
+    admin = request.getfixturevalue("pg_admin")
+    made: list[str] = []
+
+    def make(n: int) -> list[str]:
+        urls = []
+        for i in range(n):
+            name = f"{make_url(db_url).database}_c{len(made) + i}"
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{make_url(db_url).database}"'))
+            urls.append(make_url(db_url).set(database=name).render_as_string(hide_password=False))
+        made.extend(urls)
+        return urls
+
+    yield make
+    for url in made:
+        drop_pg_database(admin, url)
+
+
+def popen(url: str, plan: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rollout",
+            "--database-url",
+            url,
+            "--plan",
+            str(plan),
+            "--log-format",
+            "json",
+            *args,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def names(engine: Engine) -> dict[int, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT owner_id, name FROM organizations WHERE owner_id >= 50000"))
+        return {r.owner_id: r.name for r in rows}
+
+
+# In user-id order: `bob` takes the bare name, the next two `bob`s take `-2` and `-3` (before owner
+# 95 006, whose own base `bob-2` is taken by then), `b.o.b` has a base of its own.
+EXPECTED_NAMES = {
+    50_001: "bob",
+    60_002: "bob-2",
+    70_003: "bob-3",
+    80_004: "b-o-b",
+    90_005: "bob-4",
+    95_006: "bob-2-2",
+}
+
+
+def test_one_two_and_four_workers_and_two_hosts_end_in_the_same_state(copies: Copies, tmp_path: Path) -> None:
+    """`--workers 1, 2, 4` and two processes started separately on the same wave: every platform
+    table ends the same, organization names included, and each owner is migrated once."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    one, two, four, hosts = copies(4)
+
+    for url, workers in ((one, "1"), (two, "2"), (four, "4")):
+        result = rollout("run", "--wave", "everyone", "--workers", workers, db_url=url, plan=plan)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "succeeded" in result.stdout
+
+    first, second = (
+        popen(hosts, plan, "run", "--wave", "everyone"),
+        popen(hosts, plan, "run", "--wave", "everyone"),
+    )
+    for process in (first, second):
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+
+    engines = [make_engine(u) for u in (one, two, four, hosts)]
+    try:
+        expected = logical_snapshot(engines[0])
+        assert names(engines[0]) == EXPECTED_NAMES
+        for engine in engines[1:]:
+            assert logical_snapshot(engine) == expected
+            assert half_migrated_owners(engine) == []
+        for engine, workers in zip(engines, (1, 2, 4, 2), strict=True):
+            # every worker is a run of the wave's one job; the job finished, every claim too
+            assert scalar(engine, "SELECT COUNT(*) FROM rollout_jobs") == 1
+            assert scalar(engine, "SELECT COUNT(*) FROM rollout_jobs WHERE finished_at IS NULL") == 0
+            assert scalar(engine, "SELECT COUNT(*) FROM rollout_claims WHERE finished_at IS NULL") == 0
+            assert (
+                scalar(engine, "SELECT COUNT(DISTINCT id) FROM rollout_runs WHERE job_id IS NOT NULL")
+                == workers
+            )
+            assert scalar(engine, "SELECT COUNT(*) FROM rollout_names") == 0
+        # with several workers, more than one of them migrated owners
+        assert (
+            scalar(engines[2], "SELECT COUNT(*) FROM rollout_runs WHERE job_id IS NOT NULL AND migrated > 0")
+            > 1
+        )
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+def worker_pids(engine: Engine, run_prefix: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT id, pid FROM rollout_runs WHERE id LIKE :p AND finished_at IS NULL"),
+            {"p": f"{run_prefix}-w%"},
+        )
+        return {r.id: r.pid for r in rows}
+
+
+def test_a_worker_killed_with_sigkill_has_its_claim_taken_over(copies: Copies, tmp_path: Path) -> None:
+    """`--workers 2`, one worker killed with SIGKILL mid-wave: the other takes over its claim after
+    the claim's checkpoint, and the wave ends exactly as a one-process run, nothing lost or doubled."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    killed_url, clean_url = copies(2)
+    assert rollout("run", "--wave", "everyone", db_url=clean_url, plan=plan).returncode == 0
+    killed, clean = make_engine(killed_url), make_engine(clean_url)
+    try:
+        process = popen(killed_url, plan, "run", "--wave", "everyone", "--workers", "2")
+        deadline = time.monotonic() + 120
+        victim: tuple[str, int] | None = None
+        while time.monotonic() < deadline and process.poll() is None:
+            pids = worker_pids(killed, "%")
+            held = scalar(
+                killed,
+                "SELECT MIN(holder) FROM rollout_claims WHERE holder IS NOT NULL AND finished_at IS NULL"
+                " AND done_through IS NOT NULL",
+            )
+            if held in pids:
+                victim = (held, pids[held])
+                break
+            time.sleep(0.02)
+        assert victim is not None, "no worker held a checkpointed claim to kill"
+        os.kill(victim[1], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=300)
+        # The worker's death is reported (exit 1), the wave is complete all the same.
+        assert process.returncode == 1, stderr[-3000:]
+        assert any(e.get("event") == "worker.died" for e in events(stderr))
+        taken = [e for e in events(stderr) if e.get("event") == "claim.taken_over"]
+        assert taken and taken[0]["previous_holder"] == victim[0]
+        assert scalar(killed, "SELECT SUM(takeovers) FROM rollout_claims") >= 1
+        assert scalar(killed, "SELECT COUNT(*) FROM rollout_claims WHERE finished_at IS NULL") == 0
+        assert half_migrated_owners(killed) == []
+        assert logical_snapshot(killed) == logical_snapshot(clean)
+        status = json.loads(
+            rollout("status", "--format", "json", db_url=killed_url, plan=plan, check=True).stdout
+        )
+        everyone = next(w for w in status["waves"] if w["wave"] == "everyone")
+        assert everyone["remaining"] == 0 and everyone["complete"]
+        assert status["jobs"] == []
+        assert rollout("verify", db_url=killed_url, plan=plan).returncode == 0
+    finally:
+        killed.dispose()
+        clean.dispose()
+
+
+def test_overlapping_waves_run_at_once_name_wave_by_wave(copies: Copies, tmp_path: Path) -> None:
+    """Two waves run at once (ten-percent and everyone): names are handed out wave by wave, in the
+    order the waves' jobs were planned, as if they had run one after the other."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    together, sequential = copies(2)
+    small = popen(together, plan, "run", "--wave", "ten-percent", "--workers", "2")
+    big = popen(together, plan, "run", "--wave", "everyone", "--workers", "2")
+    for process in (small, big):
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+    engine = make_engine(together)
+    with engine.connect() as conn:
+        order = [
+            r.wave
+            for r in conn.execute(
+                text("SELECT wave FROM rollout_jobs GROUP BY wave ORDER BY MIN(planned_at)")
+            )
+        ]
+    assert sorted(order) == ["everyone", "ten-percent"]
+    for wave in order:
+        assert rollout("run", "--wave", wave, db_url=sequential, plan=plan).returncode == 0
+    other = make_engine(sequential)
+    try:
+        assert logical_snapshot(engine)["organizations"] == logical_snapshot(other)["organizations"]
+        assert logical_snapshot(engine)["projects"] == logical_snapshot(other)["projects"]
+        assert half_migrated_owners(engine) == []
+    finally:
+        engine.dispose()
+        other.dispose()
+
+
+def test_a_planned_name_the_platform_took_meanwhile_gives_the_next_free_one(
+    copies: Copies, tmp_path: Path
+) -> None:
+    """A job plans every name before migrating; when the platform creates an organization with a
+    name planned for an owner not migrated yet, that owner gets the next free name, not a failure."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    (url,) = copies(1)
+    engine = make_engine(url)
+    try:
+        stopped = rollout("run", "--wave", "everyone", "--max-owners", "1", db_url=url, plan=plan)
+        assert stopped.returncode == 0, stderr_tail(stopped.stderr)
+        assert scalar(engine, "SELECT name FROM rollout_names WHERE owner_id = 60002") == "bob-2"
+        with engine.begin() as conn:
+            Platform(conn).user(99_999, "someone-else")
+            Platform(conn).organization("bob-2", 99_999)
+        result = rollout("run", "--wave", "everyone", db_url=url, plan=plan)
+        assert result.returncode == 0, stderr_tail(result.stderr)
+        got = names(engine)
+        assert got[60_002] not in ("bob-2", "bob", "bob-3", "bob-4", "b-o-b")
+        assert got[50_001] == "bob" and got[70_003] == "bob-3"
+        assert scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'failed'") == 0
+    finally:
+        engine.dispose()
+
+
+def stderr_tail(stderr: str) -> str:
+    return stderr[-3000:]
+
+
+def test_sqlite_runs_one_worker_and_says_so(db_url: str, tmp_path: Path) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the SQLite side of --workers")
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    engine = make_engine(db_url)
+    seed(engine, 200, 5)
+    result = rollout("run", "--wave", "everyone", "--workers", "3", db_url=db_url, plan=plan)
+    assert result.returncode == 0, result.stderr
+    said = [e for e in events(result.stderr) if e.get("event") == "run.one_worker"]
+    assert said and "SQLite runs one worker" in said[0]["message"]
+    assert scalar(engine, "SELECT COUNT(*) FROM rollout_runs WHERE job_id IS NOT NULL") == 1
+    assert scalar(engine, "SELECT COUNT(*) FROM rollout_jobs WHERE finished_at IS NOT NULL") == 1
+    engine.dispose()
+
+
+def test_workers_are_for_waves_only(db_url: str, tmp_path: Path) -> None:
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    with make_engine(db_url).begin() as conn:
+        Platform(conn).named_owners({7: "alice"})
+    result = rollout("run", "--owner", "7", "--workers", "2", db_url=db_url, plan=plan)
+    assert result.returncode == 2
+    assert errors(result.stderr) == [
+        "--workers applies to --wave and --auto; one owner or a report runs in one process"
+    ]
+    assert scalar(make_engine(db_url), "SELECT COUNT(*) FROM organizations") == 0

@@ -119,8 +119,9 @@ def apply_batch(
         now=now,
     )
     ledger.record_deferred(conn, changes.deferred, wave=wave, run_id=run_id, now=now)
-    # A name planned for an owner is the organization's now; a blocked owner gives its up.
-    released = [o.owner_id for o in new] + [b.owner_id for b in changes.blocked]
+    # A name planned for an owner is its organization's now (or it reused one); a blocked owner
+    # gives its name up.
+    released = [o.owner_id for o in changes.owners] + [b.owner_id for b in changes.blocked]
     if released:
         execute(conn, "release_names", owner_ids=released)
     return Applied(

@@ -538,7 +538,11 @@ def _gone(host: str | None, pid: int | None) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:  # a zombie (killed, its parent has not reaped it yet) is gone too
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 def _chunks(owners: Iterator[int], size: int) -> Iterator[list[int]]:

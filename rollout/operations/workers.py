@@ -182,7 +182,9 @@ def _fan_out(
     try:
         for process in processes:
             process.start()
-        while any(p.is_alive() for p in processes) or not events.empty():
+        # A list, not a short-circuit: every dead worker is reaped at once, so that the others see
+        # its process gone (not a zombie) and take its claim over without waiting for the lease.
+        while any([p.is_alive() for p in processes]) or not events.empty():
             try:
                 kind, index, payload = events.get(timeout=0.2)
             except queue.Empty:

@@ -174,11 +174,16 @@ def worker_pids(engine: Engine, run_prefix: str) -> dict[str, int]:
         return {r.id: r.pid for r in rows}
 
 
-def test_a_worker_killed_with_sigkill_has_its_claim_taken_over(copies: Copies, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["this-host", "another-host"])
+def test_a_worker_killed_with_sigkill_has_its_claim_taken_over(
+    copies: Copies, tmp_path: Path, where: str
+) -> None:
     """`--workers 2`, one worker killed with SIGKILL mid-wave: the other takes over its claim after
-    the claim's checkpoint, and the wave ends exactly as a one-process run, nothing lost or doubled."""
+    the claim's checkpoint, and the wave ends exactly as a one-process run, nothing lost or doubled.
+    A dead worker of this host is seen gone at once; one of another host (its run says so) is
+    waited for until its claim's lease (`claim_ttl`) runs out."""
     plan = tmp_path / "waves.toml"
-    plan.write_text(PLAN)
+    plan.write_text(PLAN.replace('claim_ttl = "30s"', 'claim_ttl = "3s"'))
     killed_url, clean_url = copies(2)
     assert rollout("run", "--wave", "everyone", db_url=clean_url, plan=plan).returncode == 0
     killed, clean = make_engine(killed_url), make_engine(clean_url)
@@ -198,6 +203,11 @@ def test_a_worker_killed_with_sigkill_has_its_claim_taken_over(copies: Copies, t
                 break
             time.sleep(0.02)
         assert victim is not None, "no worker held a checkpointed claim to kill"
+        if where == "another-host":
+            with killed.begin() as conn:
+                conn.execute(
+                    text("UPDATE rollout_runs SET host = 'elsewhere' WHERE id = :id"), {"id": victim[0]}
+                )
         os.kill(victim[1], signal.SIGKILL)
         _, stderr = process.communicate(timeout=300)
         # The worker's death is reported (exit 1), the wave is complete all the same.
@@ -205,6 +215,8 @@ def test_a_worker_killed_with_sigkill_has_its_claim_taken_over(copies: Copies, t
         assert any(e.get("event") == "worker.died" for e in events(stderr))
         taken = [e for e in events(stderr) if e.get("event") == "claim.taken_over"]
         assert taken and taken[0]["previous_holder"] == victim[0]
+        seen_gone = [e["holder"] for e in events(stderr) if e.get("event") == "claim.holder_gone"]
+        assert seen_gone == ([victim[0]] if where == "this-host" else [])
         assert scalar(killed, "SELECT SUM(takeovers) FROM rollout_claims") >= 1
         assert scalar(killed, "SELECT COUNT(*) FROM rollout_claims WHERE finished_at IS NULL") == 0
         assert half_migrated_owners(killed) == []

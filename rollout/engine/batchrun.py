@@ -204,8 +204,6 @@ class BatchExecutor:
         try:
             if self.lease is not None:
                 self.lease.renew(conn)
-            if self.hooks is not None:
-                self.hooks.renew(conn)
             queries.execute(
                 conn,
                 "limit_waits",

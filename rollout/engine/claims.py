@@ -35,12 +35,14 @@ from rollout.engine import ledger, naming
 from rollout.engine.selection import candidates, selects
 from rollout.engine.states import OwnerState, attempted_by_waves
 from rollout.engine.waveplan import RolloutSettings, Wave
+from rollout.errors import UsageError
 from rollout.store import queries
 from rollout.store.dialect import as_datetime
 from rollout.store.engine import transaction
 
 log = structlog.get_logger("rollout.claims")
 
+_LEASE_LOST = -1  # planning's lease was taken over: another process plans
 CLAIM_BATCHES = 4  # a claim holds this many batches of owners (of the plan's `batch_size`)
 PLANNER = "planner"  # the lease of planning: one process at a time, for every wave
 
@@ -53,6 +55,7 @@ class _Claim:
     done_through: int | None = None
     last: tuple[tuple[int, ...], int] | None = None  # the batch checkpointed last, and its owners
     finished: bool = False
+    previous_holder: str | None = None  # the worker it was taken over from
 
 
 class ClaimedWork:
@@ -72,6 +75,7 @@ class ClaimedWork:
         retry_failed: bool,
         sleep: Callable[[float], bool],
         heartbeat: Callable[[], object],
+        stopping: Callable[[], bool] = lambda: False,
         job_id: str | None = None,
     ) -> None:
         self.engine = engine
@@ -80,8 +84,10 @@ class ClaimedWork:
         self.run_id = run_id
         self.retry_failed = retry_failed
         self._sleep = sleep  # True when a stop signal cut the sleep short
+        self._stopping = stopping  # a signal, the pause switch, the time budget: stop waiting
         self._heartbeat = heartbeat
         self.job_id: str | None = None
+        self.started_at: Any = None  # when the job started: its sweep covers owners migrated before
         self._given_job = job_id  # joined by the process that started this worker (`--workers N`)
         self.closed = False  # this worker closed the job: it sweeps
         self.claimed = 0
@@ -208,6 +214,9 @@ class ClaimedWork:
         while not self._sleep(0):
             claim = transaction(self.engine, self._claim)
             if claim is not None:
+                self.claimed += 1
+                if claim.previous_holder is not None:
+                    self.taken_over += 1
                 if claim.todo:
                     return claim
                 continue  # every owner of it concluded already (a takeover after the last batch)
@@ -220,7 +229,10 @@ class ClaimedWork:
             elif not progress.unfinished:
                 transaction(self.engine, self._close)
                 return None
-            # Someone else is planning, or holds the last claims: wait for them, take over a dead one's.
+            # Someone else is planning, or holds the last claims: wait for them (not past a pause or
+            # the time budget: a run always gets to its first batch), take over a dead one's.
+            if self._stopping():
+                return None
             transaction(self.engine, self._reap)
             if self._sleep(pause):
                 return None
@@ -274,9 +286,7 @@ class ClaimedWork:
             if attempted_by_waves(states.get(o), retry_failed=self.retry_failed)
             and (after is None or o > after or states.get(o) is OwnerState.DEFERRED)
         ]
-        self.claimed += 1
         if row.holder is not None:
-            self.taken_over += 1
             log.warning(
                 "claim.taken_over",
                 seq=row.seq,
@@ -286,7 +296,7 @@ class ClaimedWork:
             )
         else:
             log.debug("claim.taken", seq=row.seq, owners=len(todo))
-        claim = _Claim(row.seq, todo, done_through=after)
+        claim = _Claim(row.seq, todo, done_through=after, previous_holder=row.holder)
         if not todo:
             queries.execute(
                 conn,
@@ -316,13 +326,17 @@ class ClaimedWork:
             return self.job_id
         if self._given_job is not None:
             given = self._given_job
-            transaction(
-                self.engine,
-                lambda conn: queries.execute(conn, "set_run_job", job_id=given, run_id=self.run_id),
-            )
+
+            def register(conn: Connection) -> Any:
+                queries.execute(conn, "set_run_job", job_id=given, run_id=self.run_id)
+                return queries.scalar(conn, "job_started_at", id=given)
+
+            self.started_at = transaction(self.engine, register)
             self.job_id = given
             return given
-        self.job_id, started = join_job(self.engine, self.wave.name, self.definition(), self.run_id)
+        self.job_id, started, self.started_at = join_job(
+            self.engine, self.wave.name, self.definition(), self.run_id
+        )
         log.info("job.started" if started else "job.joined", job_id=self.job_id)
         return self.job_id
 
@@ -368,7 +382,8 @@ class ClaimedWork:
         return True
 
     def _plan_rest(self) -> None:
-        while not self._stopped:
+        # Only a signal stops planning half-way: a plan cut short lets another wave plan in between.
+        while not self._stopped and not self._sleep(0):
             job = transaction(self.engine, lambda conn: queries.one(conn, "job_for_update", id=self.job_id))
             if job is None or job.planned_at is not None:
                 return
@@ -378,6 +393,11 @@ class ClaimedWork:
                 chunk = next(chunks, None) or []
                 final = len(chunk) < self.claim_size
                 outcome = self._commit_chunk(chunk, after, final)
+                if outcome == _LEASE_LOST:
+                    log.warning(
+                        "planner.lease_lost", detail="another process plans now; this one takes claims"
+                    )
+                    return
                 if outcome is None:
                     break  # another planner moved the cursor: start again from it
                 if final:
@@ -409,7 +429,7 @@ class ClaimedWork:
         if not queries.execute(
             conn, "renew_lease", name=PLANNER, holder=self.run_id, expires=now + self.settings.claim_ttl
         ):
-            return None
+            return _LEASE_LOST
         claims = 0
         if owner_ids:
             reserve_names(
@@ -448,13 +468,21 @@ def job_definition(wave: Wave, salt: str, retry_failed: bool) -> str:
     )
 
 
-def join_job(engine: Engine, wave: str, definition: str, run_id: str) -> tuple[str, bool]:
-    """The wave's unfinished job, joined, or started (True); `run_id` recorded as one of its workers.
-    A job of another definition of the wave is closed as superseded first."""
+def join_job(engine: Engine, wave: str, definition: str, run_id: str) -> tuple[str, bool, Any]:
+    """The wave's unfinished job, joined, or started (True); `run_id` recorded as one of its
+    workers; with when the job started. A job planned for another definition of the wave (the plan
+    changed, or `--retry-failed` differs) is closed as superseded when nobody works on it any more;
+    while its workers are alive the run is refused (exit 2)."""
 
-    def join(conn: Connection) -> tuple[str, bool]:
+    def join(conn: Connection) -> tuple[str, bool, Any]:
         live = queries.one(conn, "live_job", wave=wave)
         if live is not None and live.definition != definition:
+            busy = queries.one(conn, "job_progress", job_id=live.id, now=utcnow())
+            if busy is not None and busy.held:
+                raise UsageError(
+                    f"wave {wave} is being run by other workers with other settings (job {live.id}:"
+                    " another plan or --retry-failed); wait for them to finish, or stop them"
+                )
             log.warning(
                 "job.superseded", job_id=live.id, detail="the wave's definition changed: a new job starts"
             )
@@ -475,7 +503,7 @@ def join_job(engine: Engine, wave: str, definition: str, run_id: str) -> tuple[s
             live = queries.one(conn, "live_job", wave=wave)
             assert live is not None
         queries.execute(conn, "set_run_job", job_id=live.id, run_id=run_id)
-        return live.id, started
+        return live.id, started, live.started_at
 
     return transaction(engine, join)
 
@@ -506,6 +534,14 @@ def reserve_names(
         now=now,
     )
     return names
+
+
+def latest_job_workers(conn: Connection) -> list[tuple[str, dict[str, int]]]:
+    """Each worker of the newest wave job (under way or not), with its owners by outcome."""
+    return [
+        (row.id, {k: int(getattr(row, k) or 0) for k in ("migrated", "failed", "blocked", "deferred")})
+        for row in queries.rows(conn, "latest_job_workers")
+    ]
 
 
 def jobs_under_way(conn: Connection) -> list[dict[str, Any]]:

@@ -165,7 +165,9 @@ class Runner:
                 return None
             batch = source.take(size if left is None else min(size, left))
             if not batch:
-                return None
+                # The source may have ended because the run must stop (a wave job's worker waiting
+                # for claims stops waiting then): say why.
+                return self._why_stop()
             self.batches.process(batch, sweeping=sweeping)
             stopped = self._why_stop() or self._pace()
             if stopped is None and self.stop.requested:
@@ -240,20 +242,41 @@ class Runner:
             if self._throttle(health.reason or "unhealthy", pause, health.signal):
                 return None
             pause = min(pause * 2, 10.0)
-            self.batches.between = transaction(
-                self.engine, self.batches.read_between, interrupt=self._stopping
-            )
+            self.refresh()
 
     def _throttle(self, reason: str, seconds: float, signal: str) -> bool:
         """Sleeps `seconds` for `reason` (counted under `signal`); True when a stop cut it short."""
         log.warning("run.throttled", reason=reason, signal=signal, pause_s=round(seconds, 2))
         self.throttles[signal] += 1
         started = time.monotonic()
-        cut = self.stop.sleep(seconds)
+        cut = self._sleep_renewing(seconds)
         waited = time.monotonic() - started
         self.batches.counts.throttled_seconds += waited
         self.batches.throttled_before_batch += waited
         return cut
+
+    def _sleep_renewing(self, seconds: float) -> bool:
+        """Sleeps `seconds`, renewing the leases (the `--auto` lease, a wave job's claim) and the
+        heartbeat at least every third of `claim_ttl`; True when a stop cut it short."""
+        deadline = time.monotonic() + seconds
+        every = max(0.5, self.settings.claim_ttl.total_seconds() / 3)
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stop.sleep(min(left, every)):
+                return True
+            if deadline - time.monotonic() > 0:
+                self.refresh()
+        return False
+
+    def refresh(self) -> None:
+        """Between batches: the leases, the heartbeat, the pause switch and the lag, read again."""
+        self.batches.between = transaction(self.engine, self.batches.read_between, interrupt=self._stopping)
+
+    def should_stop(self) -> bool:
+        """Whether the run must stop now (a signal, the pause switch, `--time-budget`); for a wave
+        job's worker waiting for claims. Says nothing: the loop says why when it stops."""
+        budget = self.limits.time_budget
+        over = budget is not None and time.monotonic() - self._started >= budget.total_seconds()
+        return self.stop.requested or bool(self.batches.between[0]) or over
 
     def _stopping(self) -> bool:
         return self.stop.requested

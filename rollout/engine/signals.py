@@ -21,6 +21,21 @@ GRACE_SECONDS = 2.0
 _SLICE = 0.1
 
 
+_early: list[str] = []  # signals a worker process received before its run's handlers were in place
+
+
+def keep_early_signals() -> None:
+    """In a worker process (`run --workers N`): a stop signal that comes before the run installs
+    its handlers (while it starts, counts the waves) is kept, and the run honours it as soon as it
+    does (it stops before its first batch); one that comes after the run is ignored."""
+
+    def keep(signum: int, _frame: FrameType | None) -> None:
+        _early.append(signal.Signals(signum).name)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, keep)
+
+
 class Aborted(BaseException):
     """The batch under way must roll back: a second signal, or the first one's grace ran out."""
 
@@ -46,6 +61,9 @@ class StopSignals:
                 self._previous[signum] = signal.signal(signum, self._handle)
         # Off the main thread (a runner in a test thread) the owner calls `request` instead.
         self._watchdog.start()
+        for name in _early:
+            self.request(name)
+        _early.clear()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 
 from rollout.engine import history, ledger
+from rollout.engine.claims import latest_job_workers
 from rollout.engine.summary import RunSummary
 from rollout.engine.tally import WaveStatus
 from rollout.engine.waveplan import WavePlan
@@ -33,6 +34,8 @@ class MetricsSnapshot:
     summary: RunSummary | None
     rate: float | None = None  # owners per second of the newest run's batches
     next_wave: NextWave | None = None
+    # The workers of the newest wave job, whichever host ran them: (run id, outcome -> owners).
+    workers: tuple[tuple[str, dict[str, int]], ...] = ()
 
 
 def next_wave(
@@ -62,15 +65,22 @@ def snapshot(engine: Engine, plan: WavePlan | None, result: RunResult | None) ->
 
     def read(
         conn: Connection,
-    ) -> tuple[bool, history.LastInvocations, float | None, dict[str, ledger.CompletedWave]]:
+    ) -> tuple[
+        bool,
+        history.LastInvocations,
+        float | None,
+        dict[str, ledger.CompletedWave],
+        list[tuple[str, dict[str, int]]],
+    ]:
         return (
             ledger.control(conn).paused,
             history.last_invocations(conn),
             history.recent_rate(conn),
             ledger.completed_waves(conn),
+            latest_job_workers(conn),
         )
 
-    paused, last, rate, completed = transaction(engine, read)
+    paused, last, rate, completed, workers = transaction(engine, read)
     return MetricsSnapshot(
         waves,
         paused,
@@ -78,4 +88,5 @@ def snapshot(engine: Engine, plan: WavePlan | None, result: RunResult | None) ->
         result.summary if result is not None else None,
         rate,
         next_wave(plan, waves, completed) if plan is not None else None,
+        tuple(workers),
     )

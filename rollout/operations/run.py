@@ -27,6 +27,7 @@ from rollout.operations.approved import ApprovedReport
 from rollout.operations.auto import Decision, choose
 from rollout.operations.status import current_waves
 from rollout.store import queries
+from rollout.store.dialect import as_datetime
 from rollout.store.engine import transaction
 from rollout.store.lock import Lease, LockLost, auto_lock
 
@@ -218,15 +219,19 @@ def run_wave(
         run_id=run_id,
         retry_failed=request.retry_failed,
         sleep=lambda seconds: runner.stop.sleep(seconds),
-        heartbeat=lambda: transaction(engine, runner.batches.read_between),
+        heartbeat=lambda: runner.refresh(),
+        stopping=lambda: runner.should_stop(),
         job_id=job_id,
     )
 
     def sweep() -> Iterable[int]:
-        # The worker that closed the wave's job sweeps; the others leave it to that one.
+        # The worker that closed the wave's job sweeps (the owners migrated before the job began);
+        # the others leave it to that one.
         if not work.closed:
             return ()
-        return sweep_owners(engine, wave, settings.salt, migrated_before=started)
+        return sweep_owners(
+            engine, wave, settings.salt, migrated_before=as_datetime(work.started_at) or started
+        )
 
     runner = _runner(
         engine,

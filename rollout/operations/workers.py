@@ -27,10 +27,11 @@ from rollout import logs
 from rollout.engine import history
 from rollout.engine.claims import job_definition, join_job
 from rollout.engine.history import RunCounts
-from rollout.engine.states import RunMode, StopReason, run_outcome
+from rollout.engine.signals import keep_early_signals
+from rollout.engine.states import RunMode, RunOutcome, StopReason, run_outcome
 from rollout.engine.summary import RunSummary
 from rollout.engine.waveplan import Wave, WavePlan
-from rollout.errors import Halted, RolloutError, UsageError
+from rollout.errors import DatabaseUnavailable, Halted, LockHeld, RolloutError, UsageError
 from rollout.operations import run as running
 from rollout.operations.status import current_waves
 from rollout.store import dialect
@@ -145,7 +146,7 @@ def _fan_out(
         workers = min(workers, request.max_owners)
     settings = plan.settings.pinned(request.batch_size) if request.batch_size else plan.settings
     definition = job_definition(wave, settings.salt, request.retry_failed)
-    job_id, started = join_job(engine, wave.name, definition, run_id)
+    job_id, started, _ = join_job(engine, wave.name, definition, run_id)
     log.info("job.started" if started else "job.joined", job_id=job_id)
     context = multiprocessing.get_context("spawn")
     events: Any = context.Queue()
@@ -169,12 +170,11 @@ def _fan_out(
     bar = progress(running.to_attempt(current_waves(engine, plan), wave, request)) if progress else None
     log.info("workers.starting", workers=workers)
     forwarded: list[int] = []
+    sent = [0] * len(processes)  # how many of the signals each worker was given
 
     def forward(signum: int, frame: FrameType | None) -> None:
         forwarded.append(signum)
-        for process in processes:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signum)
+        _pass_on(processes, forwarded, sent)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     results: dict[int, RunSummary] = {}
@@ -182,6 +182,7 @@ def _fan_out(
     try:
         for process in processes:
             process.start()
+        _pass_on(processes, forwarded, sent)  # a signal that came while they were starting
         # A list, not a short-circuit: every dead worker is reaped at once, so that the others see
         # its process gone (not a zombie) and take its claim over without waiting for the lease.
         while any([p.is_alive() for p in processes]) or not events.empty():
@@ -210,12 +211,22 @@ def _fan_out(
                 exit_code=process.exitcode,
                 detail="its claims are taken over once their lease runs out, by a worker or a later run",
             )
-    if errors and not results:
-        raise next(iter(errors.values()))
     for index, error in errors.items():
         log.error("worker.failed", worker=f"{run_id}-w{index}", error=str(error))
+    if errors and (not results or any(isinstance(e, _ITS_OWN_EXIT) for e in errors.values())):
+        # The database out of reach, a missing privilege, a refusal: the error's own exit code.
+        raise next((e for e in errors.values() if isinstance(e, _ITS_OWN_EXIT)), next(iter(errors.values())))
     summary = _added_up(run_id, [results[i] for i in sorted(results)], died=workers - len(results))
     return running.dated(engine, plan, running.RunResult(summary))
+
+
+def _pass_on(processes: list[Any], forwarded: list[int], sent: list[int]) -> None:
+    """Gives every started worker the signals it has not been given yet, once each."""
+    for index, process in enumerate(processes):
+        while process.pid is not None and sent[index] < len(forwarded):
+            if process.is_alive():
+                os.kill(process.pid, forwarded[sent[index]])
+            sent[index] += 1
 
 
 def _shares(max_owners: int | None, workers: int) -> list[int | None]:
@@ -223,6 +234,9 @@ def _shares(max_owners: int | None, workers: int) -> list[int | None]:
     if max_owners is None:
         return [None] * workers
     return [max_owners // workers + (1 if i < max_owners % workers else 0) for i in range(workers)]
+
+
+_ITS_OWN_EXIT = (DatabaseUnavailable, UsageError, LockHeld, Halted)
 
 
 def _added_up(run_id: str, summaries: list[RunSummary], *, died: int) -> RunSummary:
@@ -235,9 +249,12 @@ def _added_up(run_id: str, summaries: list[RunSummary], *, died: int) -> RunSumm
     throttles: Counter[str] = Counter()
     for summary in summaries:
         throttles.update(dict(summary.throttles))
+    outcome = run_outcome(stopped.stopped_by if stopped else None, counts.failed)
+    if died and outcome in (RunOutcome.SUCCEEDED, RunOutcome.INTERRUPTED):
+        outcome = RunOutcome.FAILED  # a worker died: exit 1, whatever the others did
     return RunSummary(
         run_id,
-        run_outcome(stopped.stopped_by if stopped else None, counts.failed + died),
+        outcome,
         counts,
         stopped.stopped_by if stopped else None,
         stopped.stop_detail if stopped else None,
@@ -265,6 +282,7 @@ class _QueueProgress:
 def _worker(assignment: _Assignment, events: Any) -> None:
     """A worker process: one run of the wave, its summary (or its error) sent back."""
     os.setsid()
+    keep_early_signals()
     logs.configure(*assignment.log_settings)
     logs.bind(assignment.run_id, assignment.wave)
     try:

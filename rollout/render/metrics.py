@@ -91,14 +91,14 @@ def registry_of(snapshot: MetricsSnapshot) -> CollectorRegistry:
     )
     per_worker = gauge(
         "rollout_worker_owners",
-        "Owners of each worker of the last run (--workers N) by outcome.",
+        "Owners of each worker of the newest wave job (every process and host on it) by outcome.",
         ("worker", "outcome"),
     )
+    for worker, by_outcome in snapshot.workers:
+        for outcome, count in by_outcome.items():
+            per_worker.labels(worker, outcome).set(count)
     summary = snapshot.summary
     if summary is not None:
-        for worker, counts in summary.workers:
-            for outcome in ("migrated", "failed", "blocked", "deferred"):
-                per_worker.labels(worker, outcome).set(getattr(counts, outcome))
         c = summary.counts
         for outcome in ("migrated", "failed", "blocked", "drifted", "deferred", "swept"):
             run_owners.labels(outcome).set(getattr(c, outcome))

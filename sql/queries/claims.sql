@@ -37,16 +37,28 @@ INSERT INTO rollout_claims (job_id, seq, first_owner_id, last_owner_id, owner_id
 VALUES (:job_id, :seq, :first_owner_id, :last_owner_id, :owner_ids, :owners);
 
 -- name: claimable
--- The first claim nobody holds, or whose holder's lease ran out (a dead worker: taken over).
--- SKIP LOCKED: workers looking at once each get a different claim, nobody waits.
+-- The first claim nobody holds, or whose holder's lease ran out (a dead worker: taken over), of a
+-- job still under way (a superseded job's claims are left). SKIP LOCKED: workers looking at once
+-- each get a different claim, nobody waits.
 SELECT seq, owner_ids, holder, done_through FROM rollout_claims
 WHERE job_id = :job_id AND finished_at IS NULL AND (holder IS NULL OR expires_at < :now)
-ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED;
+  AND EXISTS (SELECT 1 FROM rollout_jobs j WHERE j.id = :job_id AND j.finished_at IS NULL)
+ORDER BY seq LIMIT 1 FOR UPDATE OF rollout_claims SKIP LOCKED;
 
 -- name: claimable@sqlite
 SELECT seq, owner_ids, holder, done_through FROM rollout_claims
 WHERE job_id = :job_id AND finished_at IS NULL AND (holder IS NULL OR expires_at < :now)
+  AND EXISTS (SELECT 1 FROM rollout_jobs j WHERE j.id = :job_id AND j.finished_at IS NULL)
 ORDER BY seq LIMIT 1;
+
+-- name: job_started_at
+SELECT started_at FROM rollout_jobs WHERE id = :id;
+
+-- name: latest_job_workers
+-- The workers of the newest job (under way or not), for the metrics: every host's push shows all.
+SELECT r.id, r.migrated, r.failed, r.blocked, r.deferred FROM rollout_runs r
+WHERE r.job_id = (SELECT j.id FROM rollout_jobs j ORDER BY j.started_at DESC, j.id LIMIT 1)
+ORDER BY r.id;
 
 -- name: take_claim
 UPDATE rollout_claims SET holder = :holder, expires_at = :expires,

@@ -322,3 +322,140 @@ def test_workers_are_for_waves_only(db_url: str, tmp_path: Path) -> None:
         "--workers applies to --wave and --auto; one owner or a report runs in one process"
     ]
     assert scalar(make_engine(db_url), "SELECT COUNT(*) FROM organizations") == 0
+
+
+def test_a_job_left_unfinished_shows_each_worker_and_the_next_run_finishes_it(
+    copies: Copies, tmp_path: Path
+) -> None:
+    """`--workers 2 --max-owners 40` leaves the wave's job under way: `status` shows it with each
+    worker, the metrics show each worker; the next run joins the same job and finishes it, ending
+    as a one-process run does."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    url, clean_url = copies(2)
+    metrics = tmp_path / "rollout.prom"
+    first = rollout(
+        "run",
+        "--wave",
+        "everyone",
+        "--workers",
+        "2",
+        "--max-owners",
+        "40",
+        "--metrics-file",
+        str(metrics),
+        db_url=url,
+        plan=plan,
+    )
+    assert first.returncode == 0, stderr_tail(first.stderr)
+    assert "2 workers" in first.stdout
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            workers = [
+                r[0] for r in conn.execute(text("SELECT id FROM rollout_runs WHERE job_id IS NOT NULL"))
+            ]
+        assert len(workers) == 2
+        status = json.loads(rollout("status", "--format", "json", db_url=url, plan=plan, check=True).stdout)
+        (job,) = status["jobs"]
+        assert job["wave"] == "everyone" and job["planned_at"] and job["finished"] < job["claims"]
+        assert sorted(w["id"] for w in job["workers"]) == sorted(workers)
+        assert sum(w["migrated"] for w in job["workers"]) == scalar(
+            engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'"
+        )
+        assert all(w["claims_held"] == 0 for w in job["workers"])  # handed back when they stopped
+        shown = rollout("status", db_url=url, plan=plan, check=True).stdout
+        assert f"job {job['id']} under way" in shown and all(w in shown for w in workers)
+        prom = metrics.read_text()
+        for worker in workers:
+            assert f'rollout_worker_owners{{outcome="migrated",worker="{worker}"}}' in prom
+
+        rest = rollout("run", "--wave", "everyone", db_url=url, plan=plan)
+        assert rest.returncode == 0, stderr_tail(rest.stderr)
+        assert any(e.get("event") == "job.joined" for e in events(rest.stderr))
+        assert scalar(engine, "SELECT COUNT(*) FROM rollout_jobs") == 1
+        assert scalar(engine, "SELECT COUNT(*) FROM rollout_jobs WHERE finished_at IS NULL") == 0
+        assert rollout("run", "--wave", "everyone", db_url=clean_url, plan=plan).returncode == 0
+        clean = make_engine(clean_url)
+        assert logical_snapshot(engine) == logical_snapshot(clean)
+        clean.dispose()
+    finally:
+        engine.dispose()
+
+
+def test_sigterm_stops_every_worker_and_hands_their_claims_back(copies: Copies, tmp_path: Path) -> None:
+    """SIGTERM to `run --workers 2`: each worker finishes its batch, hands its claim back and stops;
+    the run exits 0 as interrupted; the next run ends as a one-process run does."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN.replace("batch_size = 20", "batch_size = 5"))
+    url, clean_url = copies(2)
+    engine = make_engine(url)
+    try:
+        process = popen(url, plan, "run", "--wave", "everyone", "--workers", "2")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") > 50:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be stopped"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr_tail(stderr)
+        assert "interrupted" in stdout and "stopped: signal" in stdout
+        assert (
+            scalar(
+                engine, "SELECT COUNT(*) FROM rollout_claims WHERE holder IS NOT NULL AND finished_at IS NULL"
+            )
+            == 0
+        )
+        assert scalar(engine, "SELECT COUNT(*) FROM rollout_runs WHERE outcome = 'interrupted'") == 2
+        assert half_migrated_owners(engine) == []
+        assert rollout("run", "--wave", "everyone", db_url=url, plan=plan).returncode == 0
+        assert rollout("run", "--wave", "everyone", db_url=clean_url, plan=plan).returncode == 0
+        clean = make_engine(clean_url)
+        assert logical_snapshot(engine) == logical_snapshot(clean)
+        clean.dispose()
+    finally:
+        engine.dispose()
+
+
+def test_a_run_with_other_settings_waits_for_the_workers_of_the_wave_then_supersedes_their_job(
+    copies: Copies, tmp_path: Path
+) -> None:
+    """A wave's job planned with other settings (here `--retry-failed`) whose claim a live worker
+    holds: a run without the flag is refused in one line (exit 2) and writes nothing; once nobody
+    holds a claim of it, the run closes it as superseded and starts its own."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    (url,) = copies(1)
+    engine = make_engine(url)
+    try:
+        stopped = rollout(
+            "run", "--wave", "everyone", "--retry-failed", "--max-owners", "1", db_url=url, plan=plan
+        )
+        assert stopped.returncode == 0, stderr_tail(stopped.stderr)
+        with engine.begin() as conn:  # a worker of that job, alive and holding a claim
+            conn.execute(
+                text(
+                    "UPDATE rollout_claims SET holder = 'someone-w1', expires_at = :later"
+                    " WHERE seq = (SELECT MIN(seq) FROM rollout_claims WHERE finished_at IS NULL)"
+                ),
+                {"later": "2999-01-01T00:00:00+00:00"},
+            )
+        migrated = scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'")
+        refused = rollout("run", "--wave", "everyone", db_url=url, plan=plan)
+        assert refused.returncode == 2
+        (line,) = errors(refused.stderr)
+        assert line.startswith("wave everyone is being run by other workers with other settings (job ")
+        assert scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") == migrated
+
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE rollout_claims SET expires_at = '2000-01-01T00:00:00+00:00'"))
+        result = rollout("run", "--wave", "everyone", db_url=url, plan=plan)
+        assert result.returncode == 0, stderr_tail(result.stderr)
+        with engine.connect() as conn:
+            outcomes = sorted(r[0] or "" for r in conn.execute(text("SELECT outcome FROM rollout_jobs")))
+        assert outcomes == ["completed", "superseded"]
+        assert scalar(engine, "SELECT COUNT(*) FROM rollout_names") == 0
+    finally:
+        engine.dispose()

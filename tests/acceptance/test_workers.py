@@ -459,3 +459,40 @@ def test_a_run_with_other_settings_waits_for_the_workers_of_the_wave_then_supers
         assert scalar(engine, "SELECT COUNT(*) FROM rollout_names") == 0
     finally:
         engine.dispose()
+
+
+def test_the_dry_run_of_a_half_done_job_names_as_the_run_then_does(copies: Copies, tmp_path: Path) -> None:
+    """With a wave's job planned and partly run (names reserved for the owners left), `rollout
+    plan` shows those names, and the rest of the run gives exactly them."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    (url,) = copies(1)
+    engine = make_engine(url)
+    try:
+        assert (
+            rollout("run", "--wave", "everyone", "--max-owners", "30", db_url=url, plan=plan).returncode == 0
+        )
+        with engine.connect() as conn:
+            reserved = {
+                r.owner_id: r.name for r in conn.execute(text("SELECT owner_id, name FROM rollout_names"))
+            }
+        assert len(reserved) > 100 and reserved[60_002] == "bob-2"
+        report = json.loads(
+            rollout(
+                "plan", "--wave", "everyone", "--format", "json", db_url=url, plan=plan, check=True
+            ).stdout
+        )
+        planned = {
+            o["owner_id"]: o["organization"]["name"]
+            for o in report["owners"]
+            if not o["organization"]["existing"]
+        }
+        assert {o: planned[o] for o in reserved} == reserved
+        assert rollout("run", "--wave", "everyone", db_url=url, plan=plan).returncode == 0
+        with engine.connect() as conn:
+            made = {
+                r.owner_id: r.name for r in conn.execute(text("SELECT owner_id, name FROM organizations"))
+            }
+        assert {o: made[o] for o in planned} == planned
+    finally:
+        engine.dispose()

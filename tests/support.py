@@ -217,6 +217,21 @@ def scalar(engine: Engine, sql: str, **params: Any) -> Any:
 REPO = Path(__file__).resolve().parent.parent
 
 
+def rollout_command(url: str, plan: Path | None, *args: str) -> list[str]:
+    """The real `rollout` command on a database, with a plan (when given) and JSON logs on stderr."""
+    return [
+        sys.executable,
+        "-m",
+        "rollout",
+        "--database-url",
+        url,
+        *(["--plan", str(plan)] if plan is not None else []),
+        "--log-format",
+        "json",
+        *args,
+    ]
+
+
 def rollout(
     *args: str,
     db_url: str,
@@ -228,12 +243,8 @@ def rollout(
 ) -> subprocess.CompletedProcess[str]:
     """The real `rollout` command in a subprocess, with JSON logs on stderr, run in the checkout
     (or in `cwd`)."""
-    command = [sys.executable, "-m", "rollout", "--database-url", db_url]
-    if plan is not None:
-        command += ["--plan", str(plan)]
-    command += ["--log-format", "json", *args]
     result = subprocess.run(
-        command,
+        rollout_command(db_url, plan, *args),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -55,7 +55,6 @@ class _Claim:
     done_through: int | None = None
     last: tuple[tuple[int, ...], int] | None = None  # the batch checkpointed last, and its owners
     finished: bool = False
-    previous_holder: str | None = None  # the worker it was taken over from
 
 
 class ClaimedWork:
@@ -90,8 +89,6 @@ class ClaimedWork:
         self.started_at: Any = None  # when the job started: its sweep covers owners migrated before
         self._given_job = job_id  # joined by the process that started this worker (`--workers N`)
         self.closed = False  # this worker closed the job: it sweeps
-        self.claimed = 0
-        self.taken_over = 0
         self._current: _Claim | None = None
         self._stopped = False
 
@@ -152,16 +149,8 @@ class ClaimedWork:
             claim.last = (key, len(done))
         now = utcnow()
         finished = now if not claim.todo and not claim.pending else None
-        if not queries.execute(
-            conn,
-            "checkpoint_claim",
-            job_id=self.job_id,
-            seq=claim.seq,
-            holder=self.run_id,
-            done_through=claim.done_through,
-            concluded=claim.last[1],
-            expires=now + self.settings.claim_ttl,
-            finished_at=finished,
+        if not self._checkpoint(
+            conn, claim, concluded=claim.last[1], expires=now + self.settings.claim_ttl, finished_at=finished
         ):
             self._lost(claim)
             return
@@ -214,9 +203,6 @@ class ClaimedWork:
         while not self._sleep(0):
             claim = transaction(self.engine, self._claim)
             if claim is not None:
-                self.claimed += 1
-                if claim.previous_holder is not None:
-                    self.taken_over += 1
                 if claim.todo:
                     return claim
                 continue  # every owner of it concluded already (a takeover after the last batch)
@@ -296,21 +282,29 @@ class ClaimedWork:
             )
         else:
             log.debug("claim.taken", seq=row.seq, owners=len(todo))
-        claim = _Claim(row.seq, todo, done_through=after, previous_holder=row.holder)
+        claim = _Claim(row.seq, todo, done_through=after)
         if not todo:
+            self._checkpoint(conn, claim, concluded=0, expires=now, finished_at=now)
+            self._close(conn)
+        return claim
+
+    def _checkpoint(
+        self, conn: Connection, claim: _Claim, *, concluded: int, expires: Any, finished_at: Any
+    ) -> bool:
+        """Records how far the claim got; False when it is not this worker's any more."""
+        return bool(
             queries.execute(
                 conn,
                 "checkpoint_claim",
                 job_id=self.job_id,
-                seq=row.seq,
+                seq=claim.seq,
                 holder=self.run_id,
-                done_through=after,
-                concluded=0,
-                expires=now,
-                finished_at=now,
+                done_through=claim.done_through,
+                concluded=concluded,
+                expires=expires,
+                finished_at=finished_at,
             )
-            self._close(conn)
-        return claim
+        )
 
     def _close(self, conn: Connection) -> None:
         """Closes the job when every claim is finished and planning is done (idempotent)."""

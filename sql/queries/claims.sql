@@ -70,9 +70,6 @@ WHERE job_id = :job_id AND seq = :seq;
 UPDATE rollout_claims SET expires_at = :expires
 WHERE job_id = :job_id AND holder = :holder AND finished_at IS NULL;
 
--- name: held_claims
-SELECT seq FROM rollout_claims WHERE job_id = :job_id AND holder = :holder AND finished_at IS NULL;
-
 -- name: checkpoint_claim
 UPDATE rollout_claims SET done_through = :done_through, concluded = concluded + :concluded,
     expires_at = :expires, finished_at = :finished_at

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.support import (
     half_migrated_owners,
     logical_snapshot,
     rollout,
+    rollout_command,
     scalar,
 )
 
@@ -81,23 +81,19 @@ def copies(request: pytest.FixtureRequest, db_url: str) -> Iterator[Copies]:
 
 def popen(url: str, plan: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rollout",
-            "--database-url",
-            url,
-            "--plan",
-            str(plan),
-            "--log-format",
-            "json",
-            *args,
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        rollout_command(url, plan, *args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def assert_same_as_one_process(engine: Engine, clean_url: str, plan: Path) -> None:
+    """Runs the whole wave on the clean copy in one process, and asserts that `engine`'s database
+    ends the same."""
+    assert rollout("run", "--wave", "everyone", db_url=clean_url, plan=plan).returncode == 0
+    clean = make_engine(clean_url)
+    try:
+        assert logical_snapshot(engine) == logical_snapshot(clean)
+    finally:
+        clean.dispose()
 
 
 def names(engine: Engine) -> dict[int, str]:
@@ -375,10 +371,7 @@ def test_a_job_left_unfinished_shows_each_worker_and_the_next_run_finishes_it(
         assert any(e.get("event") == "job.joined" for e in events(rest.stderr))
         assert scalar(engine, "SELECT COUNT(*) FROM rollout_jobs") == 1
         assert scalar(engine, "SELECT COUNT(*) FROM rollout_jobs WHERE finished_at IS NULL") == 0
-        assert rollout("run", "--wave", "everyone", db_url=clean_url, plan=plan).returncode == 0
-        clean = make_engine(clean_url)
-        assert logical_snapshot(engine) == logical_snapshot(clean)
-        clean.dispose()
+        assert_same_as_one_process(engine, clean_url, plan)
     finally:
         engine.dispose()
 
@@ -411,10 +404,7 @@ def test_sigterm_stops_every_worker_and_hands_their_claims_back(copies: Copies, 
         assert scalar(engine, "SELECT COUNT(*) FROM rollout_runs WHERE outcome = 'interrupted'") == 2
         assert half_migrated_owners(engine) == []
         assert rollout("run", "--wave", "everyone", db_url=url, plan=plan).returncode == 0
-        assert rollout("run", "--wave", "everyone", db_url=clean_url, plan=plan).returncode == 0
-        clean = make_engine(clean_url)
-        assert logical_snapshot(engine) == logical_snapshot(clean)
-        clean.dispose()
+        assert_same_as_one_process(engine, clean_url, plan)
     finally:
         engine.dispose()
 

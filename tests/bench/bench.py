@@ -29,6 +29,7 @@ from rollout.seed import seed
 from rollout.store.engine import make_engine
 from rollout.store.schema import init_schema
 from tests.bench import live
+from tests.support import rollout_command
 
 SERVER = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -90,7 +91,7 @@ def timed_run(
     a child's rusage would include the process it was forked from)."""
     started = time.perf_counter()
     result = subprocess.run(
-        live.rollout_command(url, plan, "run", "--wave", "everyone", "--workers", str(workers)),
+        rollout_command(url, plan, "run", "--wave", "everyone", "--workers", str(workers)),
         capture_output=True,
         text=True,
         check=False,
@@ -141,7 +142,7 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
             return
         started = time.perf_counter()
         back = subprocess.run(
-            live.rollout_command(
+            rollout_command(
                 url[f"w{WORKERS[0]}"], plan, "rollback", "--wave", "everyone", "--yes", "--format", "json"
             ),
             capture_output=True,

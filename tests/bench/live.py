@@ -23,7 +23,6 @@ import random
 import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
+
+from tests.support import rollout_command
 
 WRITERS = int(os.environ.get("BENCH_WRITERS", "8"))
 WARMUP_S = 2.0
@@ -155,22 +156,6 @@ def _stats(latencies: list[float]) -> str:
 def _p99(latencies: list[float]) -> float:
     ordered = sorted(latencies)
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
-
-
-def rollout_command(url: str, plan: Path, *args: str) -> list[str]:
-    """The real `rollout` command on a database, with a plan and JSON logs on stderr."""
-    return [
-        sys.executable,
-        "-m",
-        "rollout",
-        "--database-url",
-        url,
-        "--plan",
-        str(plan),
-        "--log-format",
-        "json",
-        *args,
-    ]
 
 
 def _rollout(url: str, plan: Path, *args: str) -> tuple[subprocess.Popen[str], float]:

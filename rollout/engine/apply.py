@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
 from rollout.engine import ledger
 from rollout.engine.changes import BatchChanges
 from rollout.errors import ConcurrentChange
-from rollout.store.queries import execute, execute_rows, execute_rows_returning
+from rollout.store.queries import execute, execute_columns, execute_rows, execute_rows_returning
 
 
 @dataclass(frozen=True)
@@ -45,43 +46,50 @@ def apply_batch(
     if len(org_of) != len(changes.owners):
         raise ConcurrentChange("an organization of a batch owner vanished before the batch committed")
 
-    members = []  # the owner (when not a member yet) and the collaborators, all recorded as added
-    permissions = []
+    # One list per column: the owner (when not a member yet) and the collaborators, all recorded as
+    # added; the owner's permissions; the projects with their access digests.
+    members: dict[str, list[Any]] = {"organization_id": [], "user_id": [], "owner_id": []}
+    permissions: dict[str, list[Any]] = {
+        "organization_id": [],
+        "user_id": [],
+        "permission": [],
+        "owner_id": [],
+    }
+    projects: dict[str, list[Any]] = {
+        "project_id": [],
+        "owner_id": [],
+        "organization_id": [],
+        "access_digest": [],
+    }
     for o in changes.owners:
         org_id = org_of[o.owner_id]
         joining = ([] if o.owner_is_member else [o.owner_id]) + list(o.members_to_add)
-        members += [{"organization_id": org_id, "user_id": u, "owner_id": o.owner_id} for u in joining]
-        permissions += [
-            {"organization_id": org_id, "user_id": o.owner_id, "permission": p, "owner_id": o.owner_id}
-            for p in o.owner_permissions_to_add
-        ]
-    execute_rows(conn, "insert_member", members, now=now)
-    ledger.record_added_members(conn, members, run_id=run_id)
-    execute_rows(conn, "insert_permission", permissions)
-    ledger.record_added_permissions(conn, permissions, run_id=run_id)
+        members["organization_id"] += [org_id] * len(joining)
+        members["user_id"] += joining
+        members["owner_id"] += [o.owner_id] * len(joining)
+        granted = o.owner_permissions_to_add
+        permissions["organization_id"] += [org_id] * len(granted)
+        permissions["user_id"] += [o.owner_id] * len(granted)
+        permissions["permission"] += granted
+        permissions["owner_id"] += [o.owner_id] * len(granted)
+        digests = dict(o.access_digests)
+        projects["project_id"] += o.projects
+        projects["owner_id"] += [o.owner_id] * len(o.projects)
+        projects["organization_id"] += [org_id] * len(o.projects)
+        projects["access_digest"] += [digests[p] for p in o.projects]
 
-    projects = [
-        {"project_id": p, "owner_id": o.owner_id, "organization_id": org_of[o.owner_id]}
-        for o in changes.owners
-        for p in o.projects
-    ]
-    moved = execute_rows(conn, "move_projects", projects)
-    if moved != len(projects):
-        raise ConcurrentChange(f"{len(projects) - moved} projects changed before they could be moved")
-    ledger.record_moved_projects(
-        conn,
-        [
-            {
-                "project_id": p,
-                "owner_id": o.owner_id,
-                "organization_id": org_of[o.owner_id],
-                "access_digest": d,
-            }
-            for o in changes.owners
-            for p, d in o.access_digests
-        ],
-        run_id=run_id,
-    )
+    # Each platform write, then its ledger rows; on PostgreSQL the write records them itself (one
+    # statement, migration.sql) and the `ledger.record_*` call has nothing left to do.
+    execute_columns(conn, "insert_member", members, now=now, run_id=run_id)
+    ledger.record_added_members(conn, members, run_id=run_id)
+    execute_columns(conn, "insert_permission", permissions, run_id=run_id)
+    ledger.record_added_permissions(conn, permissions, run_id=run_id)
+    moved = execute_columns(conn, "move_projects", projects, run_id=run_id)
+    if moved != len(projects["project_id"]):
+        raise ConcurrentChange(
+            f"{len(projects['project_id']) - moved} projects changed before they could be moved"
+        )
+    ledger.record_moved_projects(conn, projects, run_id=run_id)
 
     billing = [
         {
@@ -129,7 +137,7 @@ def apply_batch(
         blocked=len(changes.blocked),
         deferred=len(changes.deferred),
         organizations_created=len(new),
-        projects_moved=len(projects),
+        projects_moved=len(projects["project_id"]),
         members_added=sum(len(o.members_to_add) for o in changes.owners),
         billing_accounts_moved=len(billing),
     )

@@ -130,30 +130,33 @@ def missing_collaborators(reader: Reader, user_ids: Iterable[int]) -> set[int]:
 
 @dataclass(frozen=True)
 class ProjectAccess:
-    """The access rows of some projects, by project: project grants (`project_access_of`) and
-    environment grants (`environment_access_of`), each with whether the grantee is an active user."""
+    """The access rows of some projects, by project, as plain tuples: project grants
+    (`project_access_of`: project_id, user_id, role, active) and environment grants
+    (`environment_access_of`: environment_id, user_id, role, active), `active` telling whether the
+    grantee is an active user."""
 
-    projects: dict[str, list[Row[Any]]]
-    environments: dict[str, list[Row[Any]]]
+    projects: dict[str, list[tuple[Any, ...]]]
+    environments: dict[str, list[tuple[Any, ...]]]
 
-    def rows(self, project_id: str) -> list[Row[Any]]:
-        """Every grant on the project and its environments."""
-        return [*self.projects.get(project_id, []), *self.environments.get(project_id, [])]
+    def active_users(self, project_id: str) -> set[int]:
+        """The active users with a grant on the project or one of its environments."""
+        return {r[1] for r in self.projects.get(project_id, ()) if r[3]} | {
+            r[1] for r in self.environments.get(project_id, ()) if r[3]
+        }
 
     def digest(self, project_id: str) -> str:
         """The project's access digest (`changes.access_digest`), as the job records it when it
         moves the project and compares it afterwards."""
-        return access_digest(
-            self.projects.get(project_id, []),
-            [(r.environment_id, r.user_id, r.role) for r in self.environments.get(project_id, [])],
-        )
+        return access_digest(self.projects.get(project_id, ()), self.environments.get(project_id, ()))
 
 
 def read_access(conn: Connection, project_ids: Sequence[str]) -> ProjectAccess:
     """The access rows of these projects, two statements for all of them."""
     access = ProjectAccess(defaultdict(list), defaultdict(list))
     for row in queries.rows(conn, "project_access_of", project_ids=list(project_ids)):
-        access.projects[row.project_id].append(row)
+        project_id, user_id, role, active = tuple(row)
+        access.projects[project_id].append((project_id, user_id, role, active))
     for row in queries.rows(conn, "environment_access_of", project_ids=list(project_ids)):
-        access.environments[row.project_id].append(row)
+        project_id, environment_id, user_id, role, active = tuple(row)
+        access.environments[project_id].append((environment_id, user_id, role, active))
     return access

@@ -4,6 +4,7 @@ the dry-run report, checked against an approved report, carried out by `apply.ap
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,18 +67,19 @@ class Drift:
     why: str
 
 
+_first_two = operator.itemgetter(0, 1)
+
+
 def access_digest(project_rows: Iterable[Sequence[Any]], environment_rows: Iterable[Sequence[Any]]) -> str:
     """A digest of a project's access rows, to prove later that the job did not modify them.
 
     `project_rows` are (project_id, user_id, role, …), `environment_rows` (environment_id, user_id,
-    role, …); the order they come in does not matter.
+    role, …); the order they come in does not matter. The digest is the SHA-256 of one line per
+    row, `p|project|user|role` then `e|environment|user|role`, each sorted by its first two fields.
     """
-    h = hashlib.sha256()
-    for project_id, user_id, role, *_ in sorted(project_rows, key=lambda r: (r[0], r[1])):
-        h.update(f"p|{project_id}|{user_id}|{role}\n".encode())
-    for environment_id, user_id, role, *_ in sorted(environment_rows, key=lambda r: (r[0], r[1])):
-        h.update(f"e|{environment_id}|{user_id}|{role}\n".encode())
-    return h.hexdigest()
+    lines = [f"p|{r[0]}|{r[1]}|{r[2]}\n" for r in sorted(project_rows, key=_first_two)]
+    lines += [f"e|{r[0]}|{r[1]}|{r[2]}\n" for r in sorted(environment_rows, key=_first_two)]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 @dataclass

@@ -43,7 +43,7 @@ from rollout.store.engine import transaction
 log = structlog.get_logger("rollout.claims")
 
 _LEASE_LOST = -1  # planning's lease was taken over: another process plans
-CLAIM_BATCHES = 4  # a claim holds this many batches of owners (of the plan's `batch_size`)
+CLAIM_BATCHES = 4  # a claim holds this many of the plan's largest batches (`max_batch_size`)
 PLANNER = "planner"  # the lease of planning: one process at a time, for every wave
 
 
@@ -94,7 +94,9 @@ class ClaimedWork:
 
     @property
     def claim_size(self) -> int:
-        return max(1, self.settings.batch_size * CLAIM_BATCHES)
+        # Of the largest batch, not the first: a batch never spans two claims, so a claim cut to the
+        # first batch's size would keep grown batches short at every claim's end.
+        return max(1, self.settings.batch_bounds[1] * CLAIM_BATCHES)
 
     def definition(self) -> str:
         return job_definition(self.wave, self.settings.salt, self.retry_failed)

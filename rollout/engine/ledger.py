@@ -118,19 +118,19 @@ def record_failure(conn: Connection, *, owner_id: int, wave: str | None, run_id:
     )
 
 
-def record_moved_projects(conn: Connection, rows: Sequence[Mapping[str, Any]], *, run_id: str) -> None:
-    """rows: project_id, owner_id, organization_id, access_digest."""
-    queries.execute_rows(conn, "record_moved_project", rows, run_id=run_id)
+def record_moved_projects(conn: Connection, columns: Mapping[str, Sequence[Any]], *, run_id: str) -> None:
+    """columns: project_id, owner_id, organization_id, access_digest."""
+    queries.execute_columns(conn, "record_moved_project", columns, run_id=run_id)
 
 
-def record_added_members(conn: Connection, rows: Sequence[Mapping[str, Any]], *, run_id: str) -> None:
-    """rows: organization_id, user_id, owner_id."""
-    queries.execute_rows(conn, "record_added_member", rows, run_id=run_id)
+def record_added_members(conn: Connection, columns: Mapping[str, Sequence[Any]], *, run_id: str) -> None:
+    """columns: organization_id, user_id, owner_id."""
+    queries.execute_columns(conn, "record_added_member", columns, run_id=run_id)
 
 
-def record_added_permissions(conn: Connection, rows: Sequence[Mapping[str, Any]], *, run_id: str) -> None:
-    """rows: organization_id, user_id, permission, owner_id."""
-    queries.execute_rows(conn, "record_added_permission", rows, run_id=run_id)
+def record_added_permissions(conn: Connection, columns: Mapping[str, Sequence[Any]], *, run_id: str) -> None:
+    """columns: organization_id, user_id, permission, owner_id."""
+    queries.execute_columns(conn, "record_added_permission", columns, run_id=run_id)
 
 
 def owner_states(conn: Connection, owner_ids: Sequence[int]) -> dict[int, OwnerState]:

@@ -73,7 +73,7 @@ def compute_batch(
 
     to_add: dict[int, set[int]] = {}
     for owner in candidates:
-        users = {r.user_id for p in _scanned_projects(read, owner.id) for r in access.rows(p) if r.active}
+        users = set().union(*(access.active_users(p) for p in _scanned_projects(read, owner.id)))
         org = reused.get(owner.id)
         to_add[owner.id] = users - (existing_members[org.id] if org is not None else set()) - {owner.id}
     missing = missing_collaborators(reader, (u for users in to_add.values() for u in users))

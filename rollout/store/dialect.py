@@ -179,6 +179,19 @@ def row_parameters(
     return [{**row, **constants} for row in rows]
 
 
+def column_parameters(
+    conn: Connection, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any]
+) -> dict[str, Any] | list[dict[str, Any]]:
+    """`row_parameters` for a batch already held as one list per column (all of one length)."""
+    if conn.dialect.name == POSTGRESQL:
+        return {key: list(values) for key, values in columns.items()} | dict(constants)
+    keys = list(columns)
+    return [
+        dict(zip(keys, values, strict=True)) | dict(constants)
+        for values in zip(*columns.values(), strict=True)
+    ]
+
+
 def _driver_error(exc: BaseException) -> BaseException:
     return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
 

@@ -132,10 +132,20 @@ def execute_many(conn: Connection, name: str, params: Sequence[Mapping[str, Any]
 
 def execute_rows(conn: Connection, name: str, rows: Sequence[Mapping[str, Any]], /, **constants: Any) -> int:
     """Runs a statement over the `ROWS` of a batch; `constants` are the same for every row. Returns
-    the rows affected. One round trip for the batch on PostgreSQL."""
-    if not rows:
+    the rows affected (0 for a statement empty on this dialect). One round trip for the batch on
+    PostgreSQL."""
+    if not rows or query(name, conn.dialect.name) is None:
         return 0
     return int(_run(conn, name, dialect.row_parameters(conn, rows, constants)).rowcount)
+
+
+def execute_columns(
+    conn: Connection, name: str, columns: Mapping[str, Sequence[Any]], /, **constants: Any
+) -> int:
+    """`execute_rows` for a batch held as one list per column (the hot path builds them directly)."""
+    if not columns or not next(iter(columns.values())) or query(name, conn.dialect.name) is None:
+        return 0
+    return int(_run(conn, name, dialect.column_parameters(conn, columns, constants)).rowcount)
 
 
 def execute_rows_returning(

@@ -10,6 +10,9 @@ ON CONFLICT (project_id) DO UPDATE SET
     owner_id = excluded.owner_id, organization_id = excluded.organization_id,
     run_id = excluded.run_id, access_digest = excluded.access_digest;
 
+-- name: record_moved_project@postgresql
+-- Nothing: `move_projects` records them in the same statement (migration.sql).
+
 -- name: record_added_member
 -- A membership the platform removed and a sweep added again stays recorded once.
 INSERT INTO rollout_added_members (organization_id, user_id, owner_id, run_id)
@@ -18,12 +21,18 @@ FROM ROWS t (organization_id BIGINT, user_id BIGINT, owner_id BIGINT)
 WHERE true
 ON CONFLICT (organization_id, user_id) DO NOTHING;
 
+-- name: record_added_member@postgresql
+-- Nothing: `insert_member` records them in the same statement (migration.sql).
+
 -- name: record_added_permission
 INSERT INTO rollout_added_permissions (organization_id, user_id, permission, owner_id, run_id)
 SELECT t.organization_id, t.user_id, t.permission, t.owner_id, :run_id
 FROM ROWS t (organization_id BIGINT, user_id BIGINT, permission TEXT, owner_id BIGINT)
 WHERE true
 ON CONFLICT (organization_id, user_id, permission) DO NOTHING;
+
+-- name: record_added_permission@postgresql
+-- Nothing: `insert_permission` records them in the same statement (migration.sql).
 
 -- name: record_deferred_owner
 -- Owners whose rows another transaction held: deferred, to be tried again. An owner that waits

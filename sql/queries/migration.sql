@@ -165,13 +165,41 @@ INSERT INTO organizations (name, label, owner_id, created_at)
 SELECT t.name, t.label, t.owner_id, :now FROM ROWS t (name TEXT, label TEXT, owner_id BIGINT)
 RETURNING id, owner_id;
 
+-- The writes that the ledger records come in pairs: the platform write here, its ledger rows in
+-- `record_X` (ledger.sql). On PostgreSQL one statement does both (a data-modifying WITH): the batch's
+-- rows travel and are unnested once, and `record_X@postgresql` is empty.
+
 -- name: insert_member
 INSERT INTO organization_members (organization_id, user_id, created_at)
 SELECT t.organization_id, t.user_id, :now FROM ROWS t (organization_id BIGINT, user_id BIGINT);
 
+-- name: insert_member@postgresql
+-- With `record_added_member`.
+WITH t AS (
+    SELECT * FROM ROWS t (organization_id BIGINT, user_id BIGINT, owner_id BIGINT)
+), added AS (
+    INSERT INTO organization_members (organization_id, user_id, created_at)
+    SELECT t.organization_id, t.user_id, :now FROM t
+)
+INSERT INTO rollout_added_members (organization_id, user_id, owner_id, run_id)
+SELECT t.organization_id, t.user_id, t.owner_id, :run_id FROM t
+ON CONFLICT (organization_id, user_id) DO NOTHING;
+
 -- name: insert_permission
 INSERT INTO organization_member_permissions (organization_id, user_id, permission)
 SELECT t.organization_id, t.user_id, t.permission FROM ROWS t (organization_id BIGINT, user_id BIGINT, permission TEXT);
+
+-- name: insert_permission@postgresql
+-- With `record_added_permission`.
+WITH t AS (
+    SELECT * FROM ROWS t (organization_id BIGINT, user_id BIGINT, permission TEXT, owner_id BIGINT)
+), added AS (
+    INSERT INTO organization_member_permissions (organization_id, user_id, permission)
+    SELECT t.organization_id, t.user_id, t.permission FROM t
+)
+INSERT INTO rollout_added_permissions (organization_id, user_id, permission, owner_id, run_id)
+SELECT t.organization_id, t.user_id, t.permission, t.owner_id, :run_id FROM t
+ON CONFLICT (organization_id, user_id, permission) DO NOTHING;
 
 -- name: move_projects
 -- Each project into its owner's organization; one moved or re-owned meanwhile is not touched (the
@@ -179,6 +207,23 @@ SELECT t.organization_id, t.user_id, t.permission FROM ROWS t (organization_id B
 UPDATE projects SET organization_id = t.organization_id
 FROM ROWS t (project_id TEXT, owner_id BIGINT, organization_id BIGINT)
 WHERE projects.id = t.project_id AND projects.owner_id = t.owner_id AND projects.organization_id IS NULL;
+
+-- name: move_projects@postgresql
+-- With `record_moved_project`, for the projects moved: the count is the same.
+WITH t AS (
+    SELECT * FROM ROWS t (project_id TEXT, owner_id BIGINT, organization_id BIGINT, access_digest TEXT)
+), moved AS (
+    UPDATE projects SET organization_id = t.organization_id
+    FROM t
+    WHERE projects.id = t.project_id AND projects.owner_id = t.owner_id AND projects.organization_id IS NULL
+    RETURNING projects.id
+)
+INSERT INTO rollout_moved_projects (project_id, owner_id, organization_id, run_id, access_digest)
+SELECT t.project_id, t.owner_id, t.organization_id, :run_id, t.access_digest
+FROM t JOIN moved ON moved.id = t.project_id
+ON CONFLICT (project_id) DO UPDATE SET
+    owner_id = excluded.owner_id, organization_id = excluded.organization_id,
+    run_id = excluded.run_id, access_digest = excluded.access_digest;
 
 -- name: move_billing_accounts
 UPDATE billing_accounts SET organization_id = t.organization_id, user_id = NULL

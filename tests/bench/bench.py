@@ -3,7 +3,8 @@
 Sections (BENCH_SECTIONS, default both):
 - `standard`: seeds BENCH_OWNERS legacy owners (default 100 000) once, then times (a) the set-based
   SQL yardstick in tests/bench/baseline.sql, one transaction, and (b) `rollout run` of a 100 % wave
-  as a subprocess with 1, 2 and 4 workers (BENCH_WORKERS, each on its own copy of the data), with
+  with the shipped plan's settings (rollout/waves.toml; BENCH_BATCH_SIZE pins a batch size) as a
+  subprocess with 1, 2 and 4 workers (BENCH_WORKERS, each on its own copy of the data), with
   owners/s and each worker's peak memory; prints the figures, the time per 100 000 owners and the
   ratios, then times the wave's rollback (BENCH_ROLLBACK=0 skips it).
 - `live`: seeds BENCH_LIVE_OWNERS (default 20 000) and measures the run beside a platform load
@@ -17,6 +18,7 @@ import os
 import subprocess
 import tempfile
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +27,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
+import rollout
 from rollout.seed import seed
 from rollout.store.engine import make_engine
 from rollout.store.schema import init_schema
@@ -36,7 +39,7 @@ SERVER = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
 )
 OWNERS = int(os.environ.get("BENCH_OWNERS", "100000"))
 LIVE_OWNERS = int(os.environ.get("BENCH_LIVE_OWNERS", "20000"))
-BATCH = os.environ.get("BENCH_BATCH_SIZE", "500")
+BATCH = os.environ.get("BENCH_BATCH_SIZE")  # unset: the shipped plan's (rollout/waves.toml)
 SECTIONS = os.environ.get("BENCH_SECTIONS", "standard,live").split(",")
 WORKERS = tuple(int(w) for w in os.environ.get("BENCH_WORKERS", "1,2,4").split(","))
 ROLLBACK = os.environ.get("BENCH_ROLLBACK", "1") != "0"  # 0: skip the wave's rollback (long at 1 000 000)
@@ -83,6 +86,18 @@ def databases(admin: Engine, server: URL, owners: int, copies: tuple[str, ...]) 
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+def shipped_plan(path: Path) -> Path:
+    """The shipped plan's settings (rollout/waves.toml: its batch size, adaptive bounds, health
+    limits), so the figures are the job's as an operator gets it, with one wave of every owner;
+    BENCH_BATCH_SIZE pins the batch size instead."""
+    settings = tomllib.loads((Path(rollout.__file__).with_name("waves.toml")).read_text())["rollout"]
+    if BATCH:
+        settings |= {"batch_size": int(BATCH), "min_batch_size": int(BATCH), "max_batch_size": int(BATCH)}
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    path.write_text("[rollout]\n" + "\n".join(lines) + '\n\n[[waves]]\nname = "everyone"\npercent = 100\n')
+    return path
+
+
 def timed_run(
     url: str, plan: Path, workers: int = 1
 ) -> tuple[float, subprocess.CompletedProcess[str], list[float]]:
@@ -123,12 +138,17 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
         )
         print(f"  projects in organizations: {projects_in_organizations(url['baseline'])}")
         first_s = None
+        settings = tomllib.loads(plan.read_text())["rollout"]
+        batching = (
+            f"batch {settings['batch_size']}, adaptive {settings.get('min_batch_size', '-')}"
+            f"..{settings.get('max_batch_size', '-')} toward {settings.get('target_batch_seconds', '-')} s"
+        )
         for workers in WORKERS:
             copy = url[f"w{workers}"]
             rollout_s, result, peaks = timed_run(copy, plan, workers)
             first_s = first_s or rollout_s
             print(
-                f"rollout run --wave everyone --workers {workers} (batch {BATCH}): {rollout_s:.1f} s,"
+                f"rollout run --wave everyone --workers {workers} ({batching}): {rollout_s:.1f} s,"
                 f" {OWNERS / rollout_s:.0f} owners/s, {rollout_s * per:.1f} s per 100 000 owners,"
                 f" ratio to the yardstick {rollout_s / baseline_s:.2f}, exit {result.returncode}"
             )
@@ -174,13 +194,13 @@ def main() -> int:
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            plan = Path(tmp) / "bench.toml"
-            plan.write_text(
-                f'[rollout]\nbatch_size = {BATCH}\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
-            )
             if "standard" in SECTIONS:
-                standard(admin, server, plan)
+                standard(admin, server, shipped_plan(Path(tmp) / "standard.toml"))
             if "live" in SECTIONS:
+                plan = Path(tmp) / "live.toml"
+                plan.write_text(
+                    f'[rollout]\nbatch_size = {BATCH or 500}\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
+                )
                 live_platform(admin, server, plan)
         return 0
     finally:

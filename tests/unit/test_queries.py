@@ -23,8 +23,8 @@ def test_rows_are_unnest_of_arrays_on_postgresql_and_a_row_of_parameters_on_sqli
     pg = query("insert_member", "postgresql")
     assert pg is not None
     assert (
-        "unnest(CAST(:organization_id AS BIGINT[]), CAST(:user_id AS BIGINT[])) AS t (organization_id, user_id)"
-        in pg.text
+        "unnest(CAST(:organization_id AS BIGINT[]), CAST(:user_id AS BIGINT[]), CAST(:owner_id AS BIGINT[]))"
+        " AS t (organization_id, user_id, owner_id)" in pg.text
     )
     lite = query("insert_member", "sqlite")
     assert (

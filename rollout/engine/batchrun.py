@@ -22,7 +22,7 @@ from rollout.engine.changes import BatchChanges, Drift
 from rollout.engine.migration import compute_batch, deferred_name_bases
 from rollout.engine.pacing import BatchSizer
 from rollout.engine.signals import Aborted, StopSignals
-from rollout.engine.summary import BatchHooks, Progress, ReportGate
+from rollout.engine.summary import BatchHooks, Fellows, Progress, ReportGate
 from rollout.engine.waveplan import RolloutSettings
 from rollout.errors import DatabaseUnavailable, PermissionDenied, describe
 from rollout.store import dialect, queries
@@ -70,6 +70,7 @@ class BatchExecutor:
         self.lease = lease
         self.planned_names = gate.planned_names() if gate is not None else None
         self.counts = history.RunCounts()
+        self.fellows = Fellows()  # the wave job's other workers, as of the last batch's record
         self.failures: list[tuple[int, str]] = []
         self.drifted: list[Drift] = []
         self.deferred: dict[int, None] = {}  # in the order met; retried in user-id order
@@ -247,6 +248,7 @@ class BatchExecutor:
             self.lease.renew(conn)
         if self.hooks is not None:
             self.hooks.renew(conn)
+            self.fellows = self.hooks.fellows(conn)
         history.heartbeat(conn, self.run_id, self.counts)
         return ledger.control(conn).paused, queries.scalar(conn, "replication_lag")
 
@@ -275,6 +277,8 @@ class BatchExecutor:
         def record(conn: Connection) -> None:
             ledger.record_failure(conn, owner_id=owner_id, wave=self.wave, run_id=self.run_id, error=error)
             history.heartbeat(conn, self.run_id, counts)
+            if self.hooks is not None:
+                self.fellows = self.hooks.fellows(conn)  # the budget below is the workers' together
 
         transaction(self.engine, record)
         self.counts = counts
@@ -286,13 +290,16 @@ class BatchExecutor:
     # -- between batches
 
     def over_budget(self) -> bool:
-        s, failed, attempted = self.settings, self.counts.failed, self.counts.attempted
+        """The error budget, spent by this run and the wave job's other workers together."""
+        s, fellows = self.settings, self.fellows
+        failed, attempted = self.counts.failed + fellows.failed, self.counts.attempted + fellows.attempted
         if not s.over_budget(failed, attempted):
             return False
         log.error(
             "run.error_budget_exceeded",
             failed=failed,
             attempted=attempted,
+            failed_here=self.counts.failed,
             error_budget=s.error_budget,
             max_failures=s.max_failures,
         )

@@ -23,7 +23,7 @@ import socket
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
@@ -34,6 +34,7 @@ from rollout.clock import utcnow
 from rollout.engine import ledger, naming
 from rollout.engine.selection import candidates, selects
 from rollout.engine.states import OwnerState, attempted_by_waves
+from rollout.engine.summary import Fellows
 from rollout.engine.waveplan import RolloutSettings, Wave
 from rollout.errors import UsageError
 from rollout.store import queries
@@ -87,6 +88,9 @@ class ClaimedWork:
         self._heartbeat = heartbeat
         self.job_id: str | None = None
         self.started_at: Any = None  # when the job started: its sweep covers owners migrated before
+        self.joined_at: datetime | None = (
+            None  # when this worker joined it: its fellows are those at work since
+        )
         self._given_job = job_id  # joined by the process that started this worker (`--workers N`)
         self.closed = False  # this worker closed the job: it sweeps
         self._current: _Claim | None = None
@@ -174,6 +178,16 @@ class ClaimedWork:
         )
         if not renewed:
             self._lost(self._current)
+
+    def fellows(self, conn: Connection) -> Fellows:
+        """What the job's other workers at work since this one joined did (the safety limits'
+        share of theirs); nothing before this worker has a job."""
+        if self.job_id is None or self.joined_at is None:
+            return Fellows()
+        row = queries.one(conn, "job_fellows", job_id=self.job_id, run_id=self.run_id, since=self.joined_at)
+        if row is None:
+            return Fellows()
+        return Fellows(int(row.attempted or 0), int(row.failed or 0), as_datetime(row.started_at))
 
     def release(self) -> None:
         """Hands the claims back, with their checkpoints, when the worker stops early."""
@@ -320,6 +334,7 @@ class ClaimedWork:
         """The wave's unfinished job, joined (or started); this run recorded as one of its workers."""
         if self.job_id is not None:
             return self.job_id
+        self.joined_at = utcnow()
         if self._given_job is not None:
             given = self._given_job
 

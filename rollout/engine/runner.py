@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 import structlog
 from sqlalchemy import Connection, Engine
 
+from rollout.clock import utcnow
 from rollout.engine import history, ledger
 from rollout.engine.batchrun import BatchExecutor, BudgetSpent
 from rollout.engine.pacing import CONTENTION_PAUSE, HealthProbe, pause_for_rate
@@ -216,10 +217,13 @@ class Runner:
     def _pace(self) -> StopReason | None:
         """Waits while the database's health is red or the run is ahead of its rate; a run that
         spent more than `max_throttle` so ends `throttled`."""
-        concluded = self.batches.counts.attempted
-        rate_pause = pause_for_rate(
-            concluded, time.monotonic() - self._started, self.settings.max_owners_per_second
-        )
+        # The rate is the wave job's workers' together: theirs since the first of them started.
+        fellows = self.batches.fellows
+        concluded = self.batches.counts.attempted + fellows.attempted
+        elapsed = time.monotonic() - self._started
+        if fellows.started_at is not None:
+            elapsed = max(elapsed, (utcnow() - fellows.started_at).total_seconds())
+        rate_pause = pause_for_rate(concluded, elapsed, self.settings.max_owners_per_second)
         if rate_pause > 0:
             self._throttle("max_owners_per_second", rate_pause, "max_owners_per_second")
         contention = self.probe.contention(self.batches.last_waiting)

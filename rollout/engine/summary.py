@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Protocol, runtime_checkable
 
@@ -76,12 +76,26 @@ class Stream:
         return bool(self._next)
 
 
+@dataclass(frozen=True)
+class Fellows:
+    """What the other workers of a wave's job did, those at work since this one joined it: the
+    owners they attempted and failed, and when the first of them started. The plan's error budget
+    and `max_owners_per_second` hold for the workers together."""
+
+    attempted: int = 0
+    failed: int = 0
+    started_at: datetime | None = None
+
+
 class BatchHooks(Protocol):
-    """What a wave job's claims do in each batch's record: checkpoint and renew their lease."""
+    """What a wave job's claims do in each batch's record: checkpoint and renew their lease; and
+    what the job's other workers did, read in the same round."""
 
     def concluded(self, conn: Connection, owner_ids: Sequence[int]) -> None: ...
 
     def renew(self, conn: Connection) -> None: ...
+
+    def fellows(self, conn: Connection) -> Fellows: ...
 
 
 @dataclass

@@ -141,3 +141,11 @@ WHERE c.job_id = :job_id AND c.finished_at IS NULL AND c.holder IS NOT NULL AND 
 -- name: expire_claims_of
 UPDATE rollout_claims SET expires_at = :expired
 WHERE job_id = :job_id AND holder = :holder AND finished_at IS NULL;
+
+-- name: job_fellows
+-- The other runs of a job at work since `since` (a heartbeat as new): the owners they attempted
+-- and failed, and when the first of them started. A wave's safety limits hold for its workers together.
+SELECT COALESCE(SUM(attempted), 0) AS attempted, COALESCE(SUM(failed), 0) AS failed,
+       MIN(started_at) AS started_at
+FROM rollout_runs
+WHERE job_id = :job_id AND id <> :run_id AND heartbeat_at >= :since;

@@ -24,6 +24,7 @@ from tests.support import (
     errors,
     events,
     half_migrated_owners,
+    inject_failure,
     logical_snapshot,
     rollout,
     rollout_command,
@@ -484,5 +485,59 @@ def test_the_dry_run_of_a_half_done_job_names_as_the_run_then_does(copies: Copie
                 r.owner_id: r.name for r in conn.execute(text("SELECT owner_id, name FROM organizations"))
             }
         assert {o: made[o] for o in planned} == planned
+    finally:
+        engine.dispose()
+
+
+def test_the_error_budget_is_the_workers_together(copies: Copies, tmp_path: Path) -> None:
+    """`max_failures = 6` with two workers on a wave where one owner in seven fails: the wave halts
+    (exit 4) once the two workers together failed 6 owners, not 6 each."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN.replace("[rollout]\n", "[rollout]\nmax_failures = 6\nerror_budget = 1.0\n"))
+    (url,) = copies(1)
+    engine = make_engine(url)
+    inject_failure(engine, "NEW.owner_id % 7 = 0")
+    try:
+        result = rollout("run", "--wave", "everyone", "--workers", "2", db_url=url, plan=plan)
+        assert result.returncode == 4, result.stderr[-3000:]
+        failed = scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'failed'")
+        # Each worker alone would have gone on to its own sixth failure: 12 in all. Together they
+        # stop at the sixth; the other worker may have failed one more owner in the meantime.
+        assert 6 <= failed <= 7, failed
+        per_run = scalar(engine, "SELECT MAX(failed) FROM rollout_runs WHERE job_id IS NOT NULL")
+        assert per_run < 6  # neither worker reached the limit alone
+        spent = [e for e in events(result.stderr) if e.get("event") == "run.error_budget_exceeded"]
+        assert spent and all(e["failed"] >= 6 for e in spent)
+        assert any(e["failed_here"] < 6 for e in spent)  # the other worker's failures counted
+    finally:
+        engine.dispose()
+
+
+def test_max_owners_per_second_is_the_workers_together(copies: Copies, tmp_path: Path) -> None:
+    """`max_owners_per_second = 100` with two workers: the wave's owners are attempted at 100 a
+    second in all (the first batch of each excepted), not 100 a second each."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN.replace("[rollout]\n", "[rollout]\nmax_owners_per_second = 100\n"))
+    (url,) = copies(1)
+    result = rollout("run", "--wave", "everyone", "--workers", "2", db_url=url, plan=plan)
+    assert result.returncode == 0, result.stderr[-3000:]
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT SUM(b.size) AS owners, MIN(b.started_at) AS first,"
+                    " MAX(b.started_at + b.duration_seconds * interval '1 second') AS last"
+                    " FROM rollout_batches b JOIN rollout_runs r ON r.id = b.run_id WHERE r.job_id IS NOT NULL"
+                )
+            ).one()
+        seconds = (row.last - row.first).total_seconds()
+        assert row.owners >= 1000
+        # Unthrottled: the first batch of each worker (20 owners each); then 100 a second in all,
+        # counted from the first worker's start (its planning came before its first batch: 1 s
+        # allowed for it). 100 a second each would take half the time.
+        assert seconds >= (row.owners - 2 * 20) / 100 - 1, (row.owners, seconds)
+        throttled = [e for e in events(result.stderr) if e.get("signal") == "max_owners_per_second"]
+        assert throttled
     finally:
         engine.dispose()

@@ -44,7 +44,7 @@ from rollout.store.engine import transaction
 log = structlog.get_logger("rollout.claims")
 
 _LEASE_LOST = -1  # planning's lease was taken over: another process plans
-CLAIM_BATCHES = 4  # a claim holds this many of the plan's largest batches (`max_batch_size`)
+CLAIM_BATCHES = 4  # a claim holds this many batches of owners (of the plan's `batch_size`)
 PLANNER = "planner"  # the lease of planning: one process at a time, for every wave
 
 
@@ -77,6 +77,7 @@ class ClaimedWork:
         heartbeat: Callable[[], object],
         stopping: Callable[[], bool] = lambda: False,
         job_id: str | None = None,
+        joined_at: datetime | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -88,9 +89,10 @@ class ClaimedWork:
         self._heartbeat = heartbeat
         self.job_id: str | None = None
         self.started_at: Any = None  # when the job started: its sweep covers owners migrated before
-        self.joined_at: datetime | None = (
-            None  # when this worker joined it: its fellows are those at work since
-        )
+        # When this worker joined the job (its `--workers` parent, when given one): its fellows are
+        # the job's other runs at work since, a sibling that halted before it started included.
+        self.joined_at: datetime | None = None
+        self._given_joined_at = joined_at
         self._given_job = job_id  # joined by the process that started this worker (`--workers N`)
         self.closed = False  # this worker closed the job: it sweeps
         self._current: _Claim | None = None
@@ -98,9 +100,10 @@ class ClaimedWork:
 
     @property
     def claim_size(self) -> int:
-        # Of the largest batch, not the first: a batch never spans two claims, so a claim cut to the
-        # first batch's size would keep grown batches short at every claim's end.
-        return max(1, self.settings.batch_bounds[1] * CLAIM_BATCHES)
+        # Of the first batch's size: a small wave still makes a claim per worker. A grown batch is
+        # cut at a claim's end only while it grows; at `max_batch_size` (4 × `batch_size` in the
+        # shipped plan) a claim is a whole number of batches.
+        return max(1, self.settings.batch_size * CLAIM_BATCHES)
 
     def definition(self) -> str:
         return job_definition(self.wave, self.settings.salt, self.retry_failed)
@@ -334,7 +337,7 @@ class ClaimedWork:
         """The wave's unfinished job, joined (or started); this run recorded as one of its workers."""
         if self.job_id is not None:
             return self.job_id
-        self.joined_at = utcnow()
+        self.joined_at = self._given_joined_at or utcnow()
         if self._given_job is not None:
             given = self._given_job
 

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -204,9 +204,12 @@ def run_wave(
     lease: Lease | None = None,
     invocation: history.Invocation = history.UNRECORDED,
     job_id: str | None = None,
+    joined_at: datetime | None = None,
 ) -> RunResult:
-    """Runs a wave (as a worker of the wave's job, or of `job_id`), then counts every wave once and dates the wave's completion if it is complete.
-    `before`, the counts before the run, sizes the progress display (counted only for one)."""
+    """Runs a wave (as a worker of the wave's job, or of `job_id`, which the process that started
+    the workers joined at `joined_at`), then counts every wave once and dates the wave's completion
+    if it is complete. `before`, the counts before the run, sizes the progress display (counted
+    only for one)."""
     settings = _settings(plan, request)
     started = utcnow()
     tick = None
@@ -222,6 +225,7 @@ def run_wave(
         heartbeat=lambda: runner.refresh(),
         stopping=lambda: runner.should_stop(),
         job_id=job_id,
+        joined_at=joined_at,
     )
 
     def sweep() -> Iterable[int]:

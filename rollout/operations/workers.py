@@ -17,6 +17,7 @@ import queue
 import signal
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
 from typing import Any
 
@@ -24,6 +25,7 @@ import structlog
 from sqlalchemy import Engine
 
 from rollout import logs
+from rollout.clock import utcnow
 from rollout.engine import history
 from rollout.engine.claims import job_definition, join_job
 from rollout.engine.history import RunCounts
@@ -65,6 +67,7 @@ class _Assignment:
     mode: RunMode
     lease_holder: str | None
     job_id: str
+    joined_at: datetime
     log_settings: tuple[str, int]
     invocation: history.Invocation
 
@@ -146,6 +149,7 @@ def _fan_out(
         workers = min(workers, request.max_owners)
     settings = plan.settings.pinned(request.batch_size) if request.batch_size else plan.settings
     definition = job_definition(wave, settings.salt, request.retry_failed)
+    joined_at = utcnow()
     job_id, started, _ = join_job(engine, wave.name, definition, run_id)
     log.info("job.started" if started else "job.joined", job_id=job_id)
     context = multiprocessing.get_context("spawn")
@@ -163,6 +167,7 @@ def _fan_out(
             mode=mode,
             lease_holder=lease.holder if lease is not None else None,
             job_id=job_id,
+            joined_at=joined_at,
             log_settings=logs.configured(),
             invocation=invocation,
         )
@@ -299,6 +304,7 @@ def _worker(assignment: _Assignment, events: Any) -> None:
             lease=lease,
             invocation=assignment.invocation,
             job_id=assignment.job_id,
+            joined_at=assignment.joined_at,
         )
         events.put(("result", assignment.index, result.summary))
     except RolloutError as exc:

@@ -101,7 +101,7 @@ class ClaimedWork:
     @property
     def claim_size(self) -> int:
         # Of the first batch's size: a small wave still makes a claim per worker. A grown batch is
-        # cut at a claim's end only while it grows; at `max_batch_size` (4 × `batch_size` in the
+        # cut at a claim's end only while it grows; at `max_batch_size` (four times `batch_size` in the
         # shipped plan) a claim is a whole number of batches.
         return max(1, self.settings.batch_size * CLAIM_BATCHES)
 

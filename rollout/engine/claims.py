@@ -91,8 +91,7 @@ class ClaimedWork:
         self.started_at: Any = None  # when the job started: its sweep covers owners migrated before
         # When this worker joined the job (its `--workers` parent, when given one): its fellows are
         # the job's other runs at work since, a sibling that halted before it started included.
-        self.joined_at: datetime | None = None
-        self._given_joined_at = joined_at
+        self.joined_at = joined_at
         self._given_job = job_id  # joined by the process that started this worker (`--workers N`)
         self.closed = False  # this worker closed the job: it sweeps
         self._current: _Claim | None = None
@@ -337,7 +336,7 @@ class ClaimedWork:
         """The wave's unfinished job, joined (or started); this run recorded as one of its workers."""
         if self.job_id is not None:
             return self.job_id
-        self.joined_at = self._given_joined_at or utcnow()
+        self.joined_at = self.joined_at or utcnow()
         if self._given_job is not None:
             given = self._given_job
 

@@ -166,23 +166,15 @@ def load_rows(conn: Connection, statement: str, rows: Iterable[Sequence[Any]]) -
     return len(materialised)
 
 
-def row_parameters(
-    conn: Connection, rows: Sequence[Mapping[str, Any]], constants: Mapping[str, Any]
+def column_parameters(
+    conn: Connection, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any]
 ) -> dict[str, Any] | list[dict[str, Any]]:
-    """The parameters of a statement over the `ROWS` of a batch (see `rollout.store.queries`).
+    """The parameters of a statement over the `ROWS` of a batch held as one list per column (all of
+    one length).
 
     PostgreSQL takes one array per column: one statement, one round trip for the whole batch.
     SQLite, in process, runs the statement once per row with executemany.
     """
-    if conn.dialect.name == POSTGRESQL:
-        return {key: [row[key] for row in rows] for key in rows[0]} | dict(constants)
-    return [{**row, **constants} for row in rows]
-
-
-def column_parameters(
-    conn: Connection, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any]
-) -> dict[str, Any] | list[dict[str, Any]]:
-    """`row_parameters` for a batch already held as one list per column (all of one length)."""
     if conn.dialect.name == POSTGRESQL:
         return {key: list(values) for key, values in columns.items()} | dict(constants)
     keys = list(columns)

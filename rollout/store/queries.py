@@ -134,18 +134,24 @@ def execute_rows(conn: Connection, name: str, rows: Sequence[Mapping[str, Any]],
     """Runs a statement over the `ROWS` of a batch; `constants` are the same for every row. Returns
     the rows affected (0 for a statement empty on this dialect). One round trip for the batch on
     PostgreSQL."""
-    if not rows or query(name, conn.dialect.name) is None:
+    if not rows:
         return 0
-    return int(_run(conn, name, dialect.row_parameters(conn, rows, constants)).rowcount)
+    return execute_columns(conn, name, _columns(rows), **constants)
 
 
 def execute_columns(
     conn: Connection, name: str, columns: Mapping[str, Sequence[Any]], /, **constants: Any
 ) -> int:
-    """`execute_rows` for a batch held as one list per column (the hot path builds them directly)."""
+    """`execute_rows` for a batch held as one list per column (the hot path builds them directly);
+    0 for no rows or a statement empty on this dialect."""
     if not columns or not next(iter(columns.values())) or query(name, conn.dialect.name) is None:
         return 0
     return int(_run(conn, name, dialect.column_parameters(conn, columns, constants)).rowcount)
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """A batch given as one mapping per row, as one list per column."""
+    return {key: [row[key] for row in rows] for key in rows[0]}
 
 
 def execute_rows_returning(
@@ -157,7 +163,7 @@ def execute_rows_returning(
         return []
     statement = query(name, conn.dialect.name)
     assert statement is not None, f"{name} is empty on {conn.dialect.name}"
-    params = dialect.row_parameters(conn, rows, constants)
+    params = dialect.column_parameters(conn, _columns(rows), constants)
     if isinstance(params, list):
         return [row for one_row in params for row in conn.execute(statement, one_row).all()]
     return conn.execute(statement, params).all()

@@ -27,7 +27,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 
-import rollout
+from rollout.engine.planfile import packaged_plan
 from rollout.seed import seed
 from rollout.store.engine import make_engine
 from rollout.store.schema import init_schema
@@ -90,7 +90,8 @@ def shipped_plan(path: Path) -> Path:
     """The shipped plan's settings (rollout/waves.toml: its batch size, adaptive bounds, health
     limits), so the figures are the job's as an operator gets it, with one wave of every owner;
     BENCH_BATCH_SIZE pins the batch size instead."""
-    settings = tomllib.loads((Path(rollout.__file__).with_name("waves.toml")).read_text())["rollout"]
+    with packaged_plan() as shipped:
+        settings = tomllib.loads(shipped.read_text())["rollout"]
     if BATCH:
         settings |= {"batch_size": int(BATCH), "min_batch_size": int(BATCH), "max_batch_size": int(BATCH)}
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]

@@ -31,7 +31,7 @@ from rollout.engine.planfile import packaged_plan
 from rollout.seed import seed
 from rollout.store.engine import make_engine
 from rollout.store.schema import init_schema
-from tests.bench import live
+from tests.bench import cpu, live
 from tests.support import rollout_command
 
 SERVER = os.environ.get("BENCH_DATABASE_URL") or os.environ.get(
@@ -126,17 +126,22 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
             for s in (Path(__file__).with_name("baseline.sql")).read_text().split(";")
             if s.strip() and not all(line.startswith("--") or not line.strip() for line in s.splitlines())
         ]
+        postmaster = cpu.postmaster_pid(admin)
+        before = cpu.now(postmaster)
         started = time.perf_counter()
         with baseline.begin() as conn:
             for statement in statements:
                 conn.exec_driver_sql(statement)
         baseline_s = time.perf_counter() - started
         baseline.dispose()
+        time.sleep(0.5)  # the yardstick's backend ends, and the server's count has its time
+        yardstick_cpu = cpu.now(postmaster) - before
         per = 100_000 / OWNERS
         print(
             f"yardstick (tests/bench/baseline.sql: set-based SQL, one transaction): {baseline_s:.1f} s,"
             f" {baseline_s * per:.1f} s per 100 000 owners"
         )
+        print(f"  {cpu.describe(yardstick_cpu, baseline_s)}")
         print(f"  projects in organizations: {projects_in_organizations(url['baseline'])}")
         first_s = None
         settings = tomllib.loads(plan.read_text())["rollout"]
@@ -146,7 +151,10 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
         )
         for workers in WORKERS:
             copy = url[f"w{workers}"]
+            before = cpu.now(postmaster)
             rollout_s, result, peaks = timed_run(copy, plan, workers)
+            time.sleep(0.5)
+            used = cpu.now(postmaster) - before
             first_s = first_s or rollout_s
             print(
                 f"rollout run --wave everyone --workers {workers} ({batching}): {rollout_s:.1f} s,"
@@ -154,6 +162,7 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
                 f" ratio to the yardstick {rollout_s / baseline_s:.2f}, exit {result.returncode}"
             )
             print(f"  peak RSS per worker: {', '.join(f'{p:.1f}' for p in peaks) or 'unknown'} MB")
+            print(f"  {cpu.describe(used, baseline_s)}")
             print(f"  {result.stdout.strip()}")
             print(f"  projects in organizations: {projects_in_organizations(copy)}")
             if result.returncode not in (0, 1):

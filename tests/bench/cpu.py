@@ -1,0 +1,82 @@
+"""Where a timed run spent its CPU: in the job's processes (the client) or in the database server.
+
+The client's is what the bench's children used (`RUSAGE_CHILDREN`: the `rollout` command and, once
+reaped, its workers) plus the bench's own. The server's is read from /proc when PostgreSQL runs on
+this host: every process the postmaster started, the live ones (`utime + stime`) and the ended ones,
+whose times the postmaster collected when it reaped them (`cutime + cstime`); the postmaster is the
+parent of the bench's own backend. Background processes (WAL writer, checkpointer, autovacuum) count
+too: their work during the run is part of the run's cost. On a remote server, `server` is None.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Cpu:
+    client: float
+    server: float | None
+
+    def __sub__(self, before: Cpu) -> Cpu:
+        server = None if self.server is None or before.server is None else self.server - before.server
+        return Cpu(self.client - before.client, server)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3 onwards), or None."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def postmaster_pid(admin: Engine) -> int | None:
+    """The local postmaster's pid, or None when the server is not on this host."""
+    with admin.connect() as conn:
+        backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        fields = _stat(backend)
+        if fields is None or not Path(f"/proc/{backend}/comm").read_text().startswith("postgres"):
+            return None
+        return int(fields[1])  # ppid
+
+
+def server_seconds(postmaster: int | None) -> float | None:
+    """CPU seconds used so far by the server's processes, the ended ones included."""
+    if postmaster is None:
+        return None
+    own = _stat(postmaster)
+    if own is None:
+        return None
+    ticks = int(own[13]) + int(own[14])  # cutime, cstime: the reaped backends
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and int(fields[1]) == postmaster:
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / _TICKS
+
+
+def now(postmaster: int | None) -> Cpu:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    client = children.ru_utime + children.ru_stime + own.ru_utime + own.ru_stime
+    return Cpu(client, server_seconds(postmaster))
+
+
+def describe(used: Cpu, yardstick_s: float) -> str:
+    """`CPU: client 12.3 s, database server 25.1 s (2.04 x the yardstick's time)`."""
+    if used.server is None:
+        return f"CPU: client {used.client:.1f} s, database server not measurable (not on this host)"
+    return (
+        f"CPU: client {used.client:.1f} s, database server {used.server:.1f} s"
+        f" ({used.server / yardstick_s:.2f} x the yardstick's time)"
+    )

@@ -134,7 +134,6 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
                 conn.exec_driver_sql(statement)
         baseline_s = time.perf_counter() - started
         baseline.dispose()
-        time.sleep(0.5)  # the yardstick's backend ends, and the server's count has its time
         yardstick_cpu = cpu.now(postmaster) - before
         per = 100_000 / OWNERS
         print(
@@ -153,7 +152,6 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
             copy = url[f"w{workers}"]
             before = cpu.now(postmaster)
             rollout_s, result, peaks = timed_run(copy, plan, workers)
-            time.sleep(0.5)
             used = cpu.now(postmaster) - before
             first_s = first_s or rollout_s
             print(

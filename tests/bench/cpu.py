@@ -4,8 +4,10 @@ The client's is what the bench's children used (`RUSAGE_CHILDREN`: the `rollout`
 reaped, its workers) plus the bench's own. The server's is read from /proc when PostgreSQL runs on
 this host: every process the postmaster started, the live ones (`utime + stime`) and the ended ones,
 whose times the postmaster collected when it reaped them (`cutime + cstime`); the postmaster is the
-parent of the bench's own backend. Background processes (WAL writer, checkpointer, autovacuum) count
-too: their work during the run is part of the run's cost. On a remote server, `server` is None.
+parent of the bench's own backend. Everything the server does meanwhile counts: its background
+processes (WAL writer, checkpointer, autovacuum, the run's own and any left by the step before) and
+any other client of the same server, so the figure is an upper bound of the run's own cost. On a
+remote server, `server` is None.
 """
 
 from __future__ import annotations
@@ -40,29 +42,48 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def postmaster_pid(admin: Engine) -> int | None:
-    """The local postmaster's pid, or None when the server is not on this host."""
+    """The local postmaster's pid, or None when the server is not on this host: the parent of
+    this session's backend, if that process is a postgres whose data directory is the server's."""
     with admin.connect() as conn:
         backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        data_directory = conn.execute(
+            text("SELECT setting FROM pg_settings WHERE name = 'data_directory'")  # hidden unless privileged
+        ).scalar_one_or_none()
         fields = _stat(backend)
-        if fields is None or not Path(f"/proc/{backend}/comm").read_text().startswith("postgres"):
+        if fields is None or data_directory is None:
             return None
-        return int(fields[1])  # ppid
+        postmaster = int(fields[1])  # ppid
+        try:
+            local = (
+                Path(f"/proc/{backend}/comm").read_text().startswith("postgres")
+                and Path(f"/proc/{postmaster}/cwd").resolve() == Path(data_directory).resolve()
+            )
+        except OSError:
+            return None
+        return postmaster if local else None
 
 
 def server_seconds(postmaster: int | None) -> float | None:
     """CPU seconds used so far by the server's processes, the ended ones included."""
     if postmaster is None:
         return None
+    while True:  # a child reaped during the scan would count nowhere: scan again
+        reaped = _reaped_ticks(postmaster)
+        if reaped is None:
+            return None
+        live = 0
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                fields = _stat(int(entry.name))
+                if fields is not None and int(fields[1]) == postmaster:
+                    live += int(fields[11]) + int(fields[12])  # utime, stime
+        if _reaped_ticks(postmaster) == reaped:
+            return (reaped + live) / _TICKS
+
+
+def _reaped_ticks(postmaster: int) -> int | None:
     own = _stat(postmaster)
-    if own is None:
-        return None
-    ticks = int(own[13]) + int(own[14])  # cutime, cstime: the reaped backends
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            fields = _stat(int(entry.name))
-            if fields is not None and int(fields[1]) == postmaster:
-                ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / _TICKS
+    return None if own is None else int(own[13]) + int(own[14])  # cutime, cstime
 
 
 def now(postmaster: int | None) -> Cpu:
@@ -73,10 +94,10 @@ def now(postmaster: int | None) -> Cpu:
 
 
 def describe(used: Cpu, yardstick_s: float) -> str:
-    """`CPU: client 12.3 s, database server 25.1 s (2.04 x the yardstick's time)`."""
+    """`CPU: client 12.3 s, database server 25.1 s (2.04 x the yardstick's wall time)`."""
     if used.server is None:
         return f"CPU: client {used.client:.1f} s, database server not measurable (not on this host)"
     return (
         f"CPU: client {used.client:.1f} s, database server {used.server:.1f} s"
-        f" ({used.server / yardstick_s:.2f} x the yardstick's time)"
+        f" ({used.server / yardstick_s:.2f} x the yardstick's wall time)"
     )

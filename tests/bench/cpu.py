@@ -43,7 +43,7 @@ def _stat(pid: int) -> list[str] | None:
 
 def postmaster_pid(admin: Engine) -> int | None:
     """The local postmaster's pid, or None when the server is not on this host: the parent of
-    this session's backend, if that process is a postgres whose data directory is the server's."""
+    this session's backend, if its working directory is the server's data directory."""
     with admin.connect() as conn:
         backend = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
         data_directory = conn.execute(
@@ -54,10 +54,7 @@ def postmaster_pid(admin: Engine) -> int | None:
             return None
         postmaster = int(fields[1])  # ppid
         try:
-            local = (
-                Path(f"/proc/{backend}/comm").read_text().startswith("postgres")
-                and Path(f"/proc/{postmaster}/cwd").resolve() == Path(data_directory).resolve()
-            )
+            local = Path(f"/proc/{postmaster}/cwd").resolve() == Path(data_directory).resolve()
         except OSError:
             return None
         return postmaster if local else None

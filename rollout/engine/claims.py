@@ -8,6 +8,10 @@ reserved before, so names follow user-id order whatever the number of workers. O
 at a time, for every wave (a lease), so waves run at once get their names wave by wave, in the
 order their planning ran.
 
+On PostgreSQL the process that plans does it on a thread of its own (`_Planner`): its worker takes
+the first claim as soon as it is committed and migrates it while the next are planned, so planning
+is not time the worker spends alone; SQLite, with one writer, plans before the first claim.
+
 A worker takes the first claim nobody holds (`FOR UPDATE SKIP LOCKED`), migrates its owners in
 batches, and renews its lease on it with every batch; a batch's record checkpoints the claim. A
 claim whose lease runs out (its worker was killed) is taken over by another worker, which resumes
@@ -16,10 +20,12 @@ after the checkpoint. The worker that finishes the last claim closes the job; it
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,8 +42,8 @@ from rollout.engine.selection import candidates, selects
 from rollout.engine.states import OwnerState, attempted_by_waves
 from rollout.engine.summary import Fellows
 from rollout.engine.waveplan import RolloutSettings, Wave
-from rollout.errors import UsageError
-from rollout.store import queries
+from rollout.errors import UsageError, describe
+from rollout.store import dialect, queries
 from rollout.store.dialect import as_datetime
 from rollout.store.engine import transaction
 
@@ -56,6 +62,30 @@ class _Claim:
     done_through: int | None = None
     last: tuple[tuple[int, ...], int] | None = None  # the batch checkpointed last, and its owners
     finished: bool = False
+
+
+class _Planner:
+    """A job's planning on a thread of its own (`ClaimedWork._plan_leading`), so that its worker
+    migrates the claims already planned meanwhile. `progressed` is set with every claim committed
+    and when planning ends; `error` is what planning raised, for the worker's thread to raise."""
+
+    def __init__(self, plan: Callable[[], None]) -> None:
+        self.progressed = threading.Event()
+        self.error: BaseException | None = None
+        # The thread logs with the run's context (run id, wave), as the worker does.
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(
+            target=context.run, args=(self._run, plan), name="rollout-planner", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, plan: Callable[[], None]) -> None:
+        try:
+            plan()
+        except BaseException as exc:  # handed to the worker's thread, which raises it
+            self.error = exc
+        finally:
+            self.progressed.set()
 
 
 class ClaimedWork:
@@ -96,6 +126,7 @@ class ClaimedWork:
         self.closed = False  # this worker closed the job: it sweeps
         self._current: _Claim | None = None
         self._stopped = False
+        self._planner: _Planner | None = None
 
     @property
     def claim_size(self) -> int:
@@ -192,7 +223,15 @@ class ClaimedWork:
         return Fellows(int(row.attempted or 0), int(row.failed or 0), as_datetime(row.started_at))
 
     def release(self) -> None:
-        """Hands the claims back, with their checkpoints, when the worker stops early."""
+        """Hands the claims back, with their checkpoints, when the worker stops early. Planning under
+        way on this process's thread is finished first: only a signal cuts a plan short (another
+        wave would plan in between)."""
+        planner = self._planner
+        if planner is not None:
+            planner.thread.join()
+            self._planner = None
+            if planner.error is not None:  # the worker stopped for another reason before it saw this
+                log.error("planner.failed", job_id=self.job_id, error=describe(planner.error))
         self._stopped = True
         if self.job_id is None:
             return
@@ -228,7 +267,7 @@ class ClaimedWork:
             if job is None or job.id != job_id:
                 return None  # closed (or superseded) meanwhile
             if job.planned_at is None:
-                if self._plan():
+                if self._plan_ahead():
                     continue
             elif not progress.unfinished:
                 transaction(self.engine, self._close)
@@ -355,9 +394,47 @@ class ClaimedWork:
 
     # -- planning
 
+    def _plan_ahead(self) -> bool:
+        """Plans the job, on PostgreSQL on a thread while this worker takes the claims already
+        planned: True while this process plans (having waited briefly for the next claim) or when
+        it planned; False when another process plans."""
+        if not dialect.writes_alongside(self.engine):
+            return self._plan()
+        planner = self._planner
+        if planner is None:
+            if not self._lead_planning():
+                return False
+            planner = self._planner = _Planner(self._plan_leading)
+        if planner.thread.is_alive():
+            # Woken by the next claim committed; the caller looks for it (or for a stop) again.
+            planner.progressed.wait(0.5)
+            planner.progressed.clear()
+            return True
+        self._planner = None
+        if planner.error is not None:
+            raise planner.error
+        return True
+
     def _plan(self) -> bool:
         """Plans the rest of the job's selection into claims, when no other process is planning;
         False when one is. Returns when planning is done, or at a stop signal."""
+        if not self._lead_planning():
+            return False
+        self._plan_leading()
+        return True
+
+    def _plan_leading(self) -> None:
+        """Plans the rest of the job, holding the planning lease; hands the lease back."""
+        try:
+            self._plan_rest()
+        finally:
+            transaction(
+                self.engine,
+                lambda conn: queries.execute(conn, "release_lease", name=PLANNER, holder=self.run_id),
+            )
+
+    def _lead_planning(self) -> bool:
+        """Takes the planning lease (from a dead holder too); False when another process plans."""
         now = utcnow()
 
         def take(conn: Connection) -> bool:
@@ -385,13 +462,6 @@ class ClaimedWork:
             )
             if not transaction(self.engine, take):
                 return False
-        try:
-            self._plan_rest()
-        finally:
-            transaction(
-                self.engine,
-                lambda conn: queries.execute(conn, "release_lease", name=PLANNER, holder=self.run_id),
-            )
         return True
 
     def _plan_rest(self) -> None:
@@ -416,6 +486,8 @@ class ClaimedWork:
                 if final:
                     log.info("job.planned", job_id=self.job_id, claims=outcome)
                     return
+                if self._planner is not None:
+                    self._planner.progressed.set()  # a claim more for this process's worker
                 after = chunk[-1]
                 if self._sleep(0):
                     return

@@ -113,6 +113,13 @@ def has_row_locks(conn: Connection) -> bool:
     return conn.dialect.name == POSTGRESQL
 
 
+def writes_alongside(engine: Engine) -> bool:
+    """Whether a second transaction of the same process can write while a batch's is open:
+    PostgreSQL's can (a worker plans its next claims while it migrates); SQLite has one writer at a
+    time, so a second would only wait for the batch's lock."""
+    return engine.dialect.name == POSTGRESQL
+
+
 def cancel(dbapi_connection: Any) -> None:
     """Cancels the statement running on a driver connection; safe from another thread."""
     if isinstance(dbapi_connection, sqlite3.Connection):

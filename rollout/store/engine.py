@@ -74,6 +74,7 @@ def make_engine(url: str, *, create: bool = False, read_only: bool = False) -> E
         parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs = {
             "pool_pre_ping": True,
+            "pool_use_lifo": True,
             "connect_args": {"connect_timeout": 10, "application_name": "rollout"},
         }
     elif backend == dialect.SQLITE:

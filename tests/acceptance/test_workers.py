@@ -162,6 +162,49 @@ def test_one_two_and_four_workers_and_two_hosts_end_in_the_same_state(copies: Co
             engine.dispose()
 
 
+def test_one_worker_migrates_its_first_claims_while_it_plans_the_rest(copies: Copies, tmp_path: Path) -> None:
+    """On PostgreSQL a worker plans on a thread of its own: it migrates the claims planned so far
+    while the rest are planned. Here planning is held at the last claim (another transaction holds
+    the name its highest owner will reserve); the worker migrates owners meanwhile, and once the
+    name is let go the wave ends exactly as a one-process run, names included."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    url, clean_url = copies(2)
+    engine = make_engine(url)
+    holder = engine.connect()
+    try:
+        held = holder.begin()
+        holder.execute(
+            text(
+                "INSERT INTO rollout_names (owner_id, name, job_id, reserved_at)"
+                " VALUES (0, :name, 'held-by-the-test', now())"
+            ),
+            {"name": EXPECTED_NAMES[95_006]},
+        )
+        process = popen(url, plan, "run", "--wave", "everyone")
+        deadline = time.monotonic() + 90
+        migrated_while_planning = 0
+        while time.monotonic() < deadline and process.poll() is None and not migrated_while_planning:
+            time.sleep(0.05)
+            if scalar(engine, "SELECT COUNT(*) FROM rollout_jobs WHERE planned_at IS NULL") == 1:
+                migrated_while_planning = scalar(
+                    engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'"
+                )
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        assert migrated_while_planning > 0, "no owner migrated while planning was held"
+        held.rollback()
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+        found = events(stderr)
+        planned = next(i for i, e in enumerate(found) if e.get("event") == "job.planned")
+        assert any(e.get("event") == "batch.committed" for e in found[:planned])
+        assert names(engine) == EXPECTED_NAMES
+        assert_same_as_one_process(engine, clean_url, plan)
+    finally:
+        holder.close()
+        engine.dispose()
+
+
 def worker_pids(engine: Engine, run_prefix: str) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(

@@ -77,7 +77,6 @@ class _Planner:
         self.thread = threading.Thread(
             target=context.run, args=(self._run, plan), name="rollout-planner", daemon=True
         )
-        self.thread.start()
 
     def _run(self, plan: Callable[[], None]) -> None:
         try:
@@ -106,6 +105,7 @@ class ClaimedWork:
         sleep: Callable[[float], bool],
         heartbeat: Callable[[], object],
         stopping: Callable[[], bool] = lambda: False,
+        aborted: Callable[[], bool] = lambda: False,
         job_id: str | None = None,
         joined_at: datetime | None = None,
     ) -> None:
@@ -116,6 +116,7 @@ class ClaimedWork:
         self.retry_failed = retry_failed
         self._sleep = sleep  # True when a stop signal cut the sleep short
         self._stopping = stopping  # a signal, the pause switch, the time budget: stop waiting
+        self._aborted = aborted  # a second signal, or the end of the grace period: stop at once
         self._heartbeat = heartbeat
         self.job_id: str | None = None
         self.started_at: Any = None  # when the job started: its sweep covers owners migrated before
@@ -127,6 +128,7 @@ class ClaimedWork:
         self._current: _Claim | None = None
         self._stopped = False
         self._planner: _Planner | None = None
+        self._cut = False  # the run fails: planning under way stops after its claim
 
     @property
     def claim_size(self) -> int:
@@ -222,16 +224,34 @@ class ClaimedWork:
             return Fellows()
         return Fellows(int(row.attempted or 0), int(row.failed or 0), as_datetime(row.started_at))
 
-    def release(self) -> None:
-        """Hands the claims back, with their checkpoints, when the worker stops early. Planning under
-        way on this process's thread is finished first: only a signal cuts a plan short (another
-        wave would plan in between)."""
+    def settle(self, *, failing: bool) -> None:
+        """Waits for planning under way on this process's thread; the runner calls this while its
+        signal handling still holds, so a signal stops the planner after its claim. A run that stops
+        for its own reasons (a limit, the pause switch, its time budget) lets the planner finish the
+        plan: only a signal cuts a plan short (another wave may then plan in between). A failing
+        run cuts it short as well, and its own error is the one raised (the planner's is logged).
+        At an abort (a second signal, the end of the grace period) it stops waiting: the planner's
+        transaction ends with the process, and the next run plans the rest."""
         planner = self._planner
-        if planner is not None:
-            planner.thread.join()
-            self._planner = None
-            if planner.error is not None:  # the worker stopped for another reason before it saw this
-                log.error("planner.failed", job_id=self.job_id, error=describe(planner.error))
+        if planner is None:
+            return
+        if failing:
+            self._cut = True
+        while planner.thread.is_alive():
+            if self._aborted():
+                log.warning("planner.abandoned", job_id=self.job_id, detail="the run is aborted")
+                return
+            planner.thread.join(0.2)
+        self._planner = None
+        if planner.error is None:
+            return
+        if failing:
+            log.error("planner.failed", job_id=self.job_id, error=describe(planner.error))
+            return
+        raise planner.error
+
+    def release(self) -> None:
+        """Hands the claims back, with their checkpoints, when the worker stops early."""
         self._stopped = True
         if self.job_id is None:
             return
@@ -268,6 +288,12 @@ class ClaimedWork:
                 return None  # closed (or superseded) meanwhile
             if job.planned_at is None:
                 if self._plan_ahead():
+                    if self._planner is not None:
+                        # Planning on this process's thread: waiting for its next claim, as for
+                        # another process's, ends at a stop, and keeps this run's heartbeat.
+                        if self._stopping():
+                            return None
+                        self._heartbeat()
                     continue
             elif not progress.unfinished:
                 transaction(self.engine, self._close)
@@ -405,6 +431,7 @@ class ClaimedWork:
             if not self._lead_planning():
                 return False
             planner = self._planner = _Planner(self._plan_leading)
+            planner.thread.start()
         if planner.thread.is_alive():
             # Woken by the next claim committed; the caller looks for it (or for a stop) again.
             planner.progressed.wait(0.5)
@@ -466,9 +493,9 @@ class ClaimedWork:
 
     def _plan_rest(self) -> None:
         # Only a signal stops planning half-way: a plan cut short lets another wave plan in between.
-        while not self._stopped and not self._sleep(0):
+        while not self._stopped and not self._cut and not self._sleep(0):
             job = transaction(self.engine, lambda conn: queries.one(conn, "job_for_update", id=self.job_id))
-            if job is None or job.planned_at is not None:
+            if job is None or job.planned_at is not None or job.finished_at is not None:
                 return
             after = job.planned_through if job.planned_through is not None else -1
             chunks = _chunks(self._selection(after), self.claim_size)
@@ -489,7 +516,7 @@ class ClaimedWork:
                 if self._planner is not None:
                     self._planner.progressed.set()  # a claim more for this process's worker
                 after = chunk[-1]
-                if self._sleep(0):
+                if self._cut or self._sleep(0):
                     return
 
     def _commit_chunk(self, chunk: list[int], after: int, final: bool) -> int | None:
@@ -506,7 +533,7 @@ class ClaimedWork:
         """One claim of owners, their names reserved, in the transaction that moves the cursor;
         None when the cursor is not where this planner left it."""
         job = queries.one(conn, "job_for_update", id=self.job_id)
-        if job is None or job.planned_at is not None:
+        if job is None or job.planned_at is not None or job.finished_at is not None:
             return None
         if (job.planned_through if job.planned_through is not None else -1) != after:
             return None

@@ -94,7 +94,15 @@ class Runner:
         detail: str | None = None
         try:
             with self.stop:
-                stopped_by = self._phases(owner_ids)
+                source = owner_ids if isinstance(owner_ids, OwnerSource) else Stream(owner_ids)
+                try:
+                    stopped_by = self._phases(source)
+                except BaseException:
+                    source.settle(failing=True)
+                    raise
+                # Still under the run's signal handling: a signal stops what the source does in
+                # the background, and its error is the run's.
+                source.settle(failing=False)
                 if stopped_by in (StopReason.SIGNAL, StopReason.ABORTED):
                     detail = self.stop.signal_name
         except Aborted:
@@ -136,8 +144,7 @@ class Runner:
         )
         return summary
 
-    def _phases(self, owner_ids: Iterable[int] | OwnerSource) -> StopReason | None:
-        source = owner_ids if isinstance(owner_ids, OwnerSource) else Stream(owner_ids)
+    def _phases(self, source: OwnerSource) -> StopReason | None:
         stopped = self._phase(source, sweeping=self.mode is RunMode.SWEEP, limited=True)
         if stopped is None and self.batches.deferred:
             stopped = self._retry_deferred()

@@ -57,6 +57,11 @@ class OwnerSource(Protocol):
         """Whether owners are left (a run cut by `--max-owners` is partial)."""
         ...
 
+    def settle(self, *, failing: bool) -> None:
+        """Waits for the source's work in the background, if any, before the run ends; raises its
+        error unless the run is `failing` already (then the error is logged)."""
+        ...
+
 
 class Stream:
     """An `OwnerSource` over an iterable of owner ids."""
@@ -74,6 +79,9 @@ class Stream:
         if not self._next:
             self._next = list(islice(self._owners, 1))
         return bool(self._next)
+
+    def settle(self, *, failing: bool) -> None:
+        """Nothing works in the background of a stream."""
 
 
 @dataclass(frozen=True)

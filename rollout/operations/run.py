@@ -224,6 +224,7 @@ def run_wave(
         sleep=lambda seconds: runner.stop.sleep(seconds),
         heartbeat=lambda: runner.refresh(),
         stopping=lambda: runner.should_stop(),
+        aborted=lambda: runner.stop.aborted,
         job_id=job_id,
         joined_at=joined_at,
     )

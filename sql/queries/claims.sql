@@ -10,11 +10,11 @@ SELECT id, definition, planned_through, planned_at, claims, owners, started_at
 FROM rollout_jobs WHERE wave = :wave AND finished_at IS NULL;
 
 -- name: job_for_update
-SELECT id, planned_through, planned_at, claims FROM rollout_jobs WHERE id = :id FOR UPDATE;
+SELECT id, planned_through, planned_at, finished_at, claims FROM rollout_jobs WHERE id = :id FOR UPDATE;
 
 -- name: job_for_update@sqlite
 -- BEGIN IMMEDIATE holds the database's write lock already.
-SELECT id, planned_through, planned_at, claims FROM rollout_jobs WHERE id = :id;
+SELECT id, planned_through, planned_at, finished_at, claims FROM rollout_jobs WHERE id = :id;
 
 -- name: job_planned_chunk
 UPDATE rollout_jobs SET planned_through = :through, claims = claims + :claims, owners = owners + :owners,

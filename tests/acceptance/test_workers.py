@@ -205,6 +205,61 @@ def test_one_worker_migrates_its_first_claims_while_it_plans_the_rest(copies: Co
         engine.dispose()
 
 
+def test_a_signal_stops_a_run_whose_planning_is_held(copies: Copies, tmp_path: Path) -> None:
+    """Planning held at the last claim (another transaction holds the name it will reserve): a
+    SIGTERM stops the worker's batches, but the planner cannot see it while it waits; the run stops
+    waiting for it when the signal's grace runs out (or at a second signal). The run exits
+    interrupted, its claim handed back; the next run plans the rest and ends as a one-process run
+    does."""
+    plan = tmp_path / "waves.toml"
+    plan.write_text(PLAN)
+    url, clean_url = copies(2)
+    engine = make_engine(url)
+    holder = engine.connect()
+    try:
+        held = holder.begin()
+        holder.execute(
+            text(
+                "INSERT INTO rollout_names (owner_id, name, job_id, reserved_at)"
+                " VALUES (0, :name, 'held-by-the-test', now())"
+            ),
+            {"name": EXPECTED_NAMES[95_006]},
+        )
+        process = popen(url, plan, "run", "--wave", "everyone")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and process.poll() is None:
+            # the planner waits for the held name, and the worker migrates meanwhile
+            if scalar(
+                engine,
+                "SELECT COUNT(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            ) and scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'"):
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr[-3000:]
+        assert "interrupted" in stdout
+        assert any(e.get("event") == "planner.abandoned" for e in events(stderr)), stderr[-3000:]
+        assert (
+            scalar(
+                engine, "SELECT COUNT(*) FROM rollout_claims WHERE holder IS NOT NULL AND finished_at IS NULL"
+            )
+            == 0
+        )
+        assert scalar(engine, "SELECT COUNT(*) FROM rollout_jobs WHERE planned_at IS NULL") == 1
+        held.rollback()
+        assert half_migrated_owners(engine) == []
+        result = rollout("run", "--wave", "everyone", db_url=url, plan=plan)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert names(engine) == EXPECTED_NAMES
+        assert_same_as_one_process(engine, clean_url, plan)
+    finally:
+        holder.close()
+        engine.dispose()
+
+
 def worker_pids(engine: Engine, run_prefix: str) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(

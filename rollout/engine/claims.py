@@ -423,13 +423,15 @@ class ClaimedWork:
     def _plan_ahead(self) -> bool:
         """Plans the job, on PostgreSQL on a thread while this worker takes the claims already
         planned: True while this process plans (having waited briefly for the next claim) or when
-        it planned; False when another process plans."""
-        if not dialect.writes_alongside(self.engine):
-            return self._plan()
+        it planned; False when another process plans. Returns, without a thread, when planning is
+        done or at a stop signal."""
         planner = self._planner
         if planner is None:
             if not self._lead_planning():
                 return False
+            if not dialect.writes_alongside(self.engine):
+                self._plan_leading()  # one writer: the plan comes before the claims
+                return True
             planner = self._planner = _Planner(self._plan_leading)
             planner.thread.start()
         if planner.thread.is_alive():
@@ -440,14 +442,6 @@ class ClaimedWork:
         self._planner = None
         if planner.error is not None:
             raise planner.error
-        return True
-
-    def _plan(self) -> bool:
-        """Plans the rest of the job's selection into claims, when no other process is planning;
-        False when one is. Returns when planning is done, or at a stop signal."""
-        if not self._lead_planning():
-            return False
-        self._plan_leading()
         return True
 
     def _plan_leading(self) -> None:

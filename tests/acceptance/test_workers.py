@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, Transaction, text
 from sqlalchemy.engine import make_url
 
 from rollout.seed import seed
@@ -162,6 +162,20 @@ def test_one_two_and_four_workers_and_two_hosts_end_in_the_same_state(copies: Co
             engine.dispose()
 
 
+def hold_last_name(engine: Engine) -> Transaction:
+    """Another transaction holding, uncommitted, the name the wave's highest owner will reserve:
+    planning waits at the last claim until it is rolled back."""
+    held = engine.connect().begin()
+    held.connection.execute(
+        text(
+            "INSERT INTO rollout_names (owner_id, name, job_id, reserved_at)"
+            " VALUES (0, :name, 'held-by-the-test', now())"
+        ),
+        {"name": EXPECTED_NAMES[95_006]},
+    )
+    return held
+
+
 def test_one_worker_migrates_its_first_claims_while_it_plans_the_rest(copies: Copies, tmp_path: Path) -> None:
     """On PostgreSQL a worker plans on a thread of its own: it migrates the claims planned so far
     while the rest are planned. Here planning is held at the last claim (another transaction holds
@@ -171,16 +185,8 @@ def test_one_worker_migrates_its_first_claims_while_it_plans_the_rest(copies: Co
     plan.write_text(PLAN)
     url, clean_url = copies(2)
     engine = make_engine(url)
-    holder = engine.connect()
+    held = hold_last_name(engine)
     try:
-        held = holder.begin()
-        holder.execute(
-            text(
-                "INSERT INTO rollout_names (owner_id, name, job_id, reserved_at)"
-                " VALUES (0, :name, 'held-by-the-test', now())"
-            ),
-            {"name": EXPECTED_NAMES[95_006]},
-        )
         process = popen(url, plan, "run", "--wave", "everyone")
         deadline = time.monotonic() + 90
         migrated_while_planning = 0
@@ -201,7 +207,7 @@ def test_one_worker_migrates_its_first_claims_while_it_plans_the_rest(copies: Co
         assert names(engine) == EXPECTED_NAMES
         assert_same_as_one_process(engine, clean_url, plan)
     finally:
-        holder.close()
+        held.connection.close()
         engine.dispose()
 
 
@@ -215,16 +221,8 @@ def test_a_signal_stops_a_run_whose_planning_is_held(copies: Copies, tmp_path: P
     plan.write_text(PLAN)
     url, clean_url = copies(2)
     engine = make_engine(url)
-    holder = engine.connect()
+    held = hold_last_name(engine)
     try:
-        held = holder.begin()
-        holder.execute(
-            text(
-                "INSERT INTO rollout_names (owner_id, name, job_id, reserved_at)"
-                " VALUES (0, :name, 'held-by-the-test', now())"
-            ),
-            {"name": EXPECTED_NAMES[95_006]},
-        )
         process = popen(url, plan, "run", "--wave", "everyone")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and process.poll() is None:
@@ -256,7 +254,7 @@ def test_a_signal_stops_a_run_whose_planning_is_held(copies: Copies, tmp_path: P
         assert names(engine) == EXPECTED_NAMES
         assert_same_as_one_process(engine, clean_url, plan)
     finally:
-        holder.close()
+        held.connection.close()
         engine.dispose()
 
 

@@ -56,6 +56,13 @@ def candidates(engine: Engine, wave: Wave | None = None, *, after: int = -1) -> 
     return keyset_pages(engine, page, lambda c: c.owner_id, after)
 
 
+def refresh_statistics(engine: Engine) -> None:
+    """Samples the job's owner tables for the planner, after a run filled them (`ANALYZE`: a
+    sample, not a scan). The pages of migrated owners depend on it: without statistics each page
+    costs the whole table."""
+    transaction(engine, lambda conn: queries.execute(conn, "refresh_owner_statistics"))
+
+
 def migrated_owners(engine: Engine) -> Iterator[tuple[int, str | None]]:
     """(owner id, wave that migrated it) of every owner the job migrated, in user-id order."""
     return keyset_pages(engine, ledger.migrated_owner_page, lambda row: row[0], -1)
@@ -96,7 +103,9 @@ def sweep_owners(
     """Migrated owners with late platform writes to sweep, in user-id order: all of them or those
     counted under a wave, and with `migrated_before` only those migrated before that moment (a
     wave's run sweeps the owners earlier runs migrated; `rollout sweep` every one). The owners are
-    chosen page by page, then probed set-based, so the cost follows the owners swept."""
+    chosen page by page, then probed set-based, so the cost follows the owners swept. The pages read
+    `rollout_owners` as the runs left it, so its statistics are refreshed first."""
+    refresh_statistics(engine)
 
     def page(conn: Connection, after: int, page_size: int) -> list[tuple[int, str | None, datetime | None]]:
         rows = queries.rows(conn, "sweep_owner_page", after_id=after, page_size=page_size)

@@ -17,7 +17,7 @@ from rollout.clock import utcnow
 from rollout.engine import history, ledger
 from rollout.engine.claims import ClaimedWork
 from rollout.engine.runner import Runner
-from rollout.engine.selection import sweep_owners
+from rollout.engine.selection import refresh_statistics, sweep_owners
 from rollout.engine.states import RunMode, RunOutcome
 from rollout.engine.summary import BatchHooks, Limits, Progress, ReportGate, RunSummary
 from rollout.engine.tally import WaveStatus
@@ -263,6 +263,8 @@ def dated(engine: Engine, plan: WavePlan | None, result: RunResult) -> RunResult
     the run completed: soak counts from the run that completed a wave, whatever its mode."""
     if plan is None:
         return result
+    if result.summary is not None and result.summary.counts.attempted:
+        refresh_statistics(engine)  # the counts page through the owners this run recorded
     after = current_waves(engine, plan)
     transaction(engine, lambda conn: ledger.record_completions(conn, after))
     return dataclasses.replace(result, waves=tuple(after))

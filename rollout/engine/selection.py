@@ -10,15 +10,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from rollout.engine import ledger
 from rollout.engine.batches import PAGE_SIZE, chunks, keyset_pages
 from rollout.engine.states import OwnerState, attempted_by_waves
 from rollout.engine.waveplan import Wave, bucket
 from rollout.store import queries
-from rollout.store.dialect import as_datetime
+from rollout.store.dialect import as_datetime, is_lock_timeout
 from rollout.store.engine import transaction
+
+log = structlog.get_logger("rollout.selection")
+
+# How long refreshing the owner tables' statistics waits for them, and may take (`ANALYZE` reads a
+# sample: seconds at most).
+STATISTICS_LOCK_WAIT = "2s"
+STATISTICS_TIMEOUT = "60s"
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,24 @@ def candidates(engine: Engine, wave: Wave | None = None, *, after: int = -1) -> 
 def refresh_statistics(engine: Engine) -> None:
     """Samples the job's owner tables for the planner, after a run filled them (`ANALYZE`: a
     sample, not a scan). The pages of migrated owners depend on it: without statistics each page
-    costs the whole table."""
-    transaction(engine, lambda conn: queries.execute(conn, "refresh_owner_statistics"))
+    costs the whole table. It waits at most STATISTICS_LOCK_WAIT for the tables (a VACUUM another
+    session runs on them holds what `ANALYZE` needs), then leaves them to autovacuum."""
+
+    def analyse(conn: Connection) -> None:
+        queries.execute(
+            conn, "limit_waits", lock_timeout=STATISTICS_LOCK_WAIT, statement_timeout=STATISTICS_TIMEOUT
+        )
+        queries.execute(conn, "refresh_owner_statistics")
+
+    try:
+        transaction(engine, analyse, attempts=1)
+    except DBAPIError as exc:
+        if not is_lock_timeout(exc):
+            raise
+        log.warning(
+            "statistics.skipped",
+            detail="another session holds the job's owner tables: their statistics are left to autovacuum",
+        )
 
 
 def migrated_owners(engine: Engine) -> Iterator[tuple[int, str | None]]:

@@ -31,10 +31,10 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Row
 
 from rollout.clock import utcnow
 from rollout.engine import ledger, naming
@@ -489,7 +489,7 @@ class ClaimedWork:
         # Only a signal stops planning half-way: a plan cut short lets another wave plan in between.
         while not self._stopped and not self._cut and not self._sleep(0):
             job = transaction(self.engine, lambda conn: queries.one(conn, "job_for_update", id=self.job_id))
-            if job is None or job.planned_at is not None or job.finished_at is not None:
+            if not _still_planning(job):
                 return
             after = job.planned_through if job.planned_through is not None else -1
             chunks = _chunks(self._selection(after), self.claim_size)
@@ -527,7 +527,7 @@ class ClaimedWork:
         """One claim of owners, their names reserved, in the transaction that moves the cursor;
         None when the cursor is not where this planner left it."""
         job = queries.one(conn, "job_for_update", id=self.job_id)
-        if job is None or job.planned_at is not None or job.finished_at is not None:
+        if not _still_planning(job):
             return None
         if (job.planned_through if job.planned_through is not None else -1) != after:
             return None
@@ -685,6 +685,12 @@ def _gone(host: str | None, pid: int | None) -> bool:
             return stat.read().rpartition(")")[2].split()[0] == "Z"
     except OSError:
         return False
+
+
+def _still_planning(job: Row[Any] | None) -> TypeGuard[Row[Any]]:
+    """Whether a job (`job_for_update`) is still to be planned: it exists, is not planned through,
+    and was not finished (or superseded) meanwhile."""
+    return job is not None and job.planned_at is None and job.finished_at is None
 
 
 def _chunks(owners: Iterator[int], size: int) -> Iterator[list[int]]:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -176,17 +177,28 @@ def hold_last_name(engine: Engine) -> Transaction:
     return held
 
 
-def test_one_worker_migrates_its_first_claims_while_it_plans_the_rest(copies: Copies, tmp_path: Path) -> None:
-    """On PostgreSQL a worker plans on a thread of its own: it migrates the claims planned so far
-    while the rest are planned. Here planning is held at the last claim (another transaction holds
-    the name its highest owner will reserve); the worker migrates owners meanwhile, and once the
-    name is let go the wave ends exactly as a one-process run, names included."""
+@contextmanager
+def planning_held(copies: Copies, tmp_path: Path) -> Iterator[tuple[Path, str, str, Engine, Transaction]]:
+    """A copy of the wave's data (and a clean one to compare with), its plan, and the last claim's
+    name held by another transaction (`hold_last_name`): (plan, url, clean url, engine, held)."""
     plan = tmp_path / "waves.toml"
     plan.write_text(PLAN)
     url, clean_url = copies(2)
     engine = make_engine(url)
     held = hold_last_name(engine)
     try:
+        yield plan, url, clean_url, engine, held
+    finally:
+        held.connection.close()
+        engine.dispose()
+
+
+def test_one_worker_migrates_its_first_claims_while_it_plans_the_rest(copies: Copies, tmp_path: Path) -> None:
+    """On PostgreSQL a worker plans on a thread of its own: it migrates the claims planned so far
+    while the rest are planned. Here planning is held at the last claim (another transaction holds
+    the name its highest owner will reserve); the worker migrates owners meanwhile, and once the
+    name is let go the wave ends exactly as a one-process run, names included."""
+    with planning_held(copies, tmp_path) as (plan, url, clean_url, engine, held):
         process = popen(url, plan, "run", "--wave", "everyone")
         deadline = time.monotonic() + 90
         migrated_while_planning = 0
@@ -206,9 +218,6 @@ def test_one_worker_migrates_its_first_claims_while_it_plans_the_rest(copies: Co
         assert any(e.get("event") == "batch.committed" for e in found[:planned])
         assert names(engine) == EXPECTED_NAMES
         assert_same_as_one_process(engine, clean_url, plan)
-    finally:
-        held.connection.close()
-        engine.dispose()
 
 
 def test_a_signal_stops_a_run_whose_planning_is_held(copies: Copies, tmp_path: Path) -> None:
@@ -217,12 +226,7 @@ def test_a_signal_stops_a_run_whose_planning_is_held(copies: Copies, tmp_path: P
     waiting for it when the signal's grace runs out (or at a second signal). The run exits
     interrupted, its claim handed back; the next run plans the rest and ends as a one-process run
     does."""
-    plan = tmp_path / "waves.toml"
-    plan.write_text(PLAN)
-    url, clean_url = copies(2)
-    engine = make_engine(url)
-    held = hold_last_name(engine)
-    try:
+    with planning_held(copies, tmp_path) as (plan, url, clean_url, engine, held):
         process = popen(url, plan, "run", "--wave", "everyone")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and process.poll() is None:
@@ -253,9 +257,6 @@ def test_a_signal_stops_a_run_whose_planning_is_held(copies: Copies, tmp_path: P
         assert result.returncode == 0, result.stderr[-3000:]
         assert names(engine) == EXPECTED_NAMES
         assert_same_as_one_process(engine, clean_url, plan)
-    finally:
-        held.connection.close()
-        engine.dispose()
 
 
 def worker_pids(engine: Engine, run_prefix: str) -> dict[str, int]:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-import queue
 import signal
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.connection import Connection, wait
 from types import FrameType
 from typing import Any
 
@@ -153,7 +153,10 @@ def _fan_out(
     job_id, started, _ = join_job(engine, wave.name, definition, run_id)
     log.info("job.started" if started else "job.joined", job_id=job_id)
     context = multiprocessing.get_context("spawn")
-    events: Any = context.Queue()
+    # One pipe per worker, not a shared queue: a queue's writers share a lock, and a worker killed
+    # while holding it would leave the others unable to report, or to exit.
+    channels: dict[Connection, int] = {}
+    ends: list[Connection] = []
     shares = _shares(request.max_owners, workers)
     processes = []
     for index in range(workers):
@@ -171,7 +174,10 @@ def _fan_out(
             log_settings=logs.configured(),
             invocation=invocation,
         )
-        processes.append(context.Process(target=_worker, args=(assignment, events), name=assignment.run_id))
+        reader, writer = context.Pipe(duplex=False)
+        channels[reader] = index + 1
+        ends.append(writer)
+        processes.append(context.Process(target=_worker, args=(assignment, writer), name=assignment.run_id))
     bar = progress(running.to_attempt(current_waves(engine, plan), wave, request)) if progress else None
     log.info("workers.starting", workers=workers)
     forwarded: list[int] = []
@@ -187,20 +193,27 @@ def _fan_out(
     try:
         for process in processes:
             process.start()
+        for writer in ends:
+            writer.close()  # the workers hold them now: a worker's pipe ends when the worker does
         _pass_on(processes, forwarded, sent)  # a signal that came while they were starting
-        # A list, not a short-circuit: every dead worker is reaped at once, so that the others see
-        # its process gone (not a zombie) and take its claim over without waiting for the lease.
-        while any([p.is_alive() for p in processes]) or not events.empty():
-            try:
-                kind, index, payload = events.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if kind == "progress" and bar is not None:
-                bar.update(payload)
-            elif kind == "result":
-                results[index] = payload
-            elif kind == "error":
-                errors[index] = payload
+        while channels:
+            # Every dead worker is reaped at once, so that the others see its process gone (not a
+            # zombie) and take its claim over without waiting for the lease.
+            for process in processes:
+                process.is_alive()
+            ready = wait(list(channels), timeout=0.2)
+            for reader in [c for c in channels if c in ready]:
+                try:
+                    kind, index, payload = reader.recv()
+                except (EOFError, OSError):
+                    del channels[reader]  # the worker ended (or was killed mid-message)
+                    continue
+                if kind == "progress" and bar is not None:
+                    bar.update(payload)
+                elif kind == "result":
+                    results[index] = payload
+                elif kind == "error":
+                    errors[index] = payload
         for process in processes:
             process.join()
     finally:
@@ -272,19 +285,19 @@ def _added_up(run_id: str, summaries: list[RunSummary], *, died: int) -> RunSumm
     )
 
 
-class _QueueProgress:
-    def __init__(self, events: Any, index: int) -> None:
+class _PipeProgress:
+    def __init__(self, events: Connection, index: int) -> None:
         self.events = events
         self.index = index
 
     def update(self, owners: int) -> None:
-        self.events.put(("progress", self.index, owners))
+        self.events.send(("progress", self.index, owners))
 
     def finish(self) -> None:
         pass
 
 
-def _worker(assignment: _Assignment, events: Any) -> None:
+def _worker(assignment: _Assignment, events: Connection) -> None:
     """A worker process: one run of the wave, its summary (or its error) sent back."""
     os.setsid()
     keep_early_signals()
@@ -300,15 +313,15 @@ def _worker(assignment: _Assignment, events: Any) -> None:
             assignment.request,
             assignment.run_id,
             assignment.mode,
-            lambda total: _QueueProgress(events, assignment.index),
+            lambda total: _PipeProgress(events, assignment.index),
             lease=lease,
             invocation=assignment.invocation,
             job_id=assignment.job_id,
             joined_at=assignment.joined_at,
         )
-        events.put(("result", assignment.index, result.summary))
+        events.send(("result", assignment.index, result.summary))
     except RolloutError as exc:
-        events.put(("error", assignment.index, exc))
+        events.send(("error", assignment.index, exc))
     except BaseException as exc:  # the parent reports it; the traceback goes to the log
         log.exception("worker.crashed")
-        events.put(("error", assignment.index, RolloutError(f"worker {assignment.index} crashed: {exc}")))
+        events.send(("error", assignment.index, RolloutError(f"worker {assignment.index} crashed: {exc}")))

@@ -11,6 +11,7 @@ SQLite (whose batch holds the database's write lock from its first read) the sam
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -20,7 +21,6 @@ from typing import Any
 from sqlalchemy import Connection, Row
 
 from rollout.engine import ledger
-from rollout.engine.changes import access_digest
 from rollout.store import dialect, queries
 
 
@@ -128,35 +128,35 @@ def missing_collaborators(reader: Reader, user_ids: Iterable[int]) -> set[int]:
     return set(wanted) - got
 
 
+# The digest of a project without any grant: that of no lines (`access_of_projects`).
+NO_ACCESS_DIGEST = hashlib.sha256(b"").hexdigest()
+
+
 @dataclass(frozen=True)
 class ProjectAccess:
-    """The access rows of some projects, by project, as plain tuples: project grants
-    (`project_access_of`: project_id, user_id, role, active) and environment grants
-    (`environment_access_of`: environment_id, user_id, role, active), `active` telling whether the
-    grantee is an active user."""
+    """What the database says of some projects' access rows (`access_of_projects`): the digest of
+    each project's grants, and its active grantees (users with a grant on the project or one of its
+    environments who are not deleted). The rows themselves stay in the database."""
 
-    projects: dict[str, list[tuple[Any, ...]]]
-    environments: dict[str, list[tuple[Any, ...]]]
+    digests: dict[str, str]
+    grantees: dict[str, str]  # project -> active grantees' ids, comma-separated
 
     def active_users(self, project_id: str) -> set[int]:
         """The active users with a grant on the project or one of its environments."""
-        return {r[1] for r in self.projects.get(project_id, ()) if r[3]} | {
-            r[1] for r in self.environments.get(project_id, ()) if r[3]
-        }
+        grantees = self.grantees.get(project_id)
+        return {int(u) for u in grantees.split(",")} if grantees else set()
 
     def digest(self, project_id: str) -> str:
-        """The project's access digest (`changes.access_digest`), as the job records it when it
-        moves the project and compares it afterwards."""
-        return access_digest(self.projects.get(project_id, ()), self.environments.get(project_id, ()))
+        """The project's access digest, as the job records it when it moves the project and
+        compares it afterwards (docs/data-model.md)."""
+        return self.digests.get(project_id, NO_ACCESS_DIGEST)
 
 
 def read_access(conn: Connection, project_ids: Sequence[str]) -> ProjectAccess:
-    """The access rows of these projects, two statements for all of them."""
-    access = ProjectAccess(defaultdict(list), defaultdict(list))
-    for row in queries.rows(conn, "project_access_of", project_ids=list(project_ids)):
-        project_id, user_id, role, active = tuple(row)
-        access.projects[project_id].append((project_id, user_id, role, active))
-    for row in queries.rows(conn, "environment_access_of", project_ids=list(project_ids)):
-        project_id, environment_id, user_id, role, active = tuple(row)
-        access.environments[project_id].append((environment_id, user_id, role, active))
+    """The access digests and active grantees of these projects, one statement for all of them."""
+    access = ProjectAccess({}, {})
+    for row in queries.rows(conn, "access_of_projects", project_ids=list(project_ids)):
+        access.digests[row.project_id] = row.digest
+        if row.active_users:
+            access.grantees[row.project_id] = row.active_users
     return access

@@ -3,11 +3,7 @@ the dry-run report, checked against an approved report, carried out by `apply.ap
 
 from __future__ import annotations
 
-import hashlib
-import operator
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from rollout.engine.states import BlockedReason
 
@@ -65,21 +61,6 @@ class Drift:
 
     owner_id: int
     why: str
-
-
-_first_two = operator.itemgetter(0, 1)
-
-
-def access_digest(project_rows: Iterable[Sequence[Any]], environment_rows: Iterable[Sequence[Any]]) -> str:
-    """A digest of a project's access rows, to prove later that the job did not modify them.
-
-    `project_rows` are (project_id, user_id, role, …), `environment_rows` (environment_id, user_id,
-    role, …); the order they come in does not matter. The digest is the SHA-256 of one line per
-    row, `p|project|user|role` then `e|environment|user|role`, each sorted by its first two fields.
-    """
-    lines = [f"p|{r[0]}|{r[1]}|{r[2]}\n" for r in sorted(project_rows, key=_first_two)]
-    lines += [f"e|{r[0]}|{r[1]}|{r[2]}\n" for r in sorted(environment_rows, key=_first_two)]
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 @dataclass

@@ -9,6 +9,8 @@ other module of the store).
 - bulk loading: `COPY` on PostgreSQL, `executemany` on SQLite;
 - the parameters of a batch's rows: one array per column on PostgreSQL (`unnest`), one set of
   parameters per row on SQLite (executemany);
+- SQLite's `access_digest` aggregate, the SHA-256 that PostgreSQL computes with `sha256` and an
+  ordered `string_agg` (`access_of_projects`);
 - which driver errors are transient, which mean the server is unreachable, and which mean the
   operator gave a URL or credentials the server refuses.
 
@@ -19,6 +21,7 @@ Statements themselves differ by `NAME@sqlite` blocks in `sql/queries/` (`rollout
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -60,6 +63,20 @@ def _iso(value: datetime) -> str:
 sqlite3.register_adapter(datetime, _iso)
 
 
+class _AccessDigest:
+    """SQLite's `access_digest(environment_id, user_id, line)` aggregate: the hex SHA-256 of the lines
+    in the order of PostgreSQL's `string_agg(line, '' ORDER BY environment_id NULLS FIRST, user_id)`."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[bool, int, int, str]] = []
+
+    def step(self, environment_id: int | None, user_id: int, line: str) -> None:
+        self.lines.append((environment_id is not None, environment_id or 0, user_id, line))
+
+    def finalize(self) -> str:
+        return hashlib.sha256("".join(line for *_, line in sorted(self.lines)).encode()).hexdigest()
+
+
 def configure(engine: Engine, *, init: bool = False, read_only: bool = False) -> None:
     """Connection settings the job relies on. SQLite: `init` (a database the job creates) sets the
     file's journal mode, the only setting stored in the file; `read_only` transactions begin
@@ -96,6 +113,7 @@ def configure(engine: Engine, *, init: bool = False, read_only: bool = False) ->
             cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
+        dbapi_connection.create_aggregate("access_digest", 3, _AccessDigest)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -140,21 +140,57 @@ SELECT organization_id, user_id, permission
 FROM organization_member_permissions
 WHERE organization_id IN :organization_ids AND user_id IN :user_ids;
 
--- name: project_access_of
--- Access rows of the moving projects, with whether the grantee is still an active user.
-SELECT pa.project_id, pa.user_id, pa.role, u.deleted_at IS NULL AS active
-FROM project_access pa
-JOIN users u ON u.id = pa.user_id
-WHERE pa.project_id IN :project_ids
-ORDER BY pa.project_id, pa.user_id;
+-- name: access_of_projects
+-- Per project with any grant: the digest of its access rows and its active grantees (user ids,
+-- comma-separated, a user once per grant). The digest is the SHA-256 (hex) of one line per grant,
+-- `p|project|user|role` ordered by user, then `e|environment|user|role` ordered by environment and
+-- user (docs/data-model.md); a project without grants is absent (its digest is that of nothing).
+-- The database computes it, so a batch's grants never travel to the job row by row.
+SELECT a.project_id,
+       encode(sha256(convert_to(string_agg(a.line, '' ORDER BY a.environment_id NULLS FIRST, a.user_id), 'UTF8')),
+              'hex') AS digest,
+       string_agg(CAST(a.user_id AS TEXT), ',') FILTER (WHERE a.active) AS active_users
+FROM (
+    SELECT pa.project_id, CAST(NULL AS BIGINT) AS environment_id, pa.user_id,
+           'p|' || pa.project_id || '|' || pa.user_id || '|' || pa.role || chr(10) AS line,
+           u.deleted_at IS NULL AS active
+    FROM project_access pa
+    JOIN users u ON u.id = pa.user_id
+    WHERE pa.project_id IN :project_ids
+    UNION ALL
+    SELECT e.project_id, ea.environment_id, ea.user_id,
+           'e|' || ea.environment_id || '|' || ea.user_id || '|' || ea.role || chr(10),
+           u.deleted_at IS NULL
+    FROM environments e
+    JOIN environment_access ea ON ea.environment_id = e.id
+    JOIN users u ON u.id = ea.user_id
+    WHERE e.project_id IN :project_ids
+) a
+GROUP BY a.project_id;
 
--- name: environment_access_of
-SELECT e.project_id, ea.environment_id, ea.user_id, ea.role, u.deleted_at IS NULL AS active
-FROM environments e
-JOIN environment_access ea ON ea.environment_id = e.id
-JOIN users u ON u.id = ea.user_id
-WHERE e.project_id IN :project_ids
-ORDER BY e.project_id, ea.environment_id, ea.user_id;
+-- name: access_of_projects@sqlite
+-- SQLite has neither SHA-256 nor ordered aggregates: `access_digest(environment_id, user_id, line)`
+-- is the job's own aggregate (store/dialect.py), the same digest as above.
+SELECT a.project_id,
+       access_digest(a.environment_id, a.user_id, a.line) AS digest,
+       group_concat(CASE WHEN a.active THEN a.user_id END, ',') AS active_users
+FROM (
+    SELECT pa.project_id, NULL AS environment_id, pa.user_id,
+           'p|' || pa.project_id || '|' || pa.user_id || '|' || pa.role || char(10) AS line,
+           u.deleted_at IS NULL AS active
+    FROM project_access pa
+    JOIN users u ON u.id = pa.user_id
+    WHERE pa.project_id IN :project_ids
+    UNION ALL
+    SELECT e.project_id, ea.environment_id, ea.user_id,
+           'e|' || ea.environment_id || '|' || ea.user_id || '|' || ea.role || char(10),
+           u.deleted_at IS NULL
+    FROM environments e
+    JOIN environment_access ea ON ea.environment_id = e.id
+    JOIN users u ON u.id = ea.user_id
+    WHERE e.project_id IN :project_ids
+) a
+GROUP BY a.project_id;
 
 -- name: organization_names_taken
 SELECT name FROM organizations WHERE name IN :names;

@@ -1,0 +1,105 @@
+"""The access digest the ledger records for each moved project: `verify` and `ledger show` compare
+it with the access rows of today, so it must not change from one release to the next. The database
+computes it (`access_of_projects`), on each backend its own way; both must give the first release's."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, text
+
+from rollout.engine.batchread import NO_ACCESS_DIGEST, read_access
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _as_first_released(project_rows: list[tuple], environment_rows: list[tuple]) -> str:
+    # The digest as the first release computed it in Python, one update per line.
+    h = hashlib.sha256()
+    for project_id, user_id, role in sorted(project_rows, key=lambda r: (r[0], r[1])):
+        h.update(f"p|{project_id}|{user_id}|{role}\n".encode())
+    for environment_id, user_id, role in sorted(environment_rows, key=lambda r: (r[0], r[1])):
+        h.update(f"e|{environment_id}|{user_id}|{role}\n".encode())
+    return h.hexdigest()
+
+
+def test_the_database_gives_the_first_releases_digest_whatever_the_order_of_the_rows(engine: Engine) -> None:
+    shuffled = random.Random(7)
+    users = [3, 5, 7, 11, 12, 100, 1000]
+    deleted = {7, 100}
+    # Ids that sort differently as text and as numbers, a project id beyond ASCII, roles of both kinds.
+    projects = {"p-é1": [40, 9, 100], "p-2": [1000], "p-3": []}
+    project_grants = {
+        "p-é1": [(12, "admin"), (3, "viewer"), (7, "viewer"), (100, "admin")],
+        "p-2": [],
+        "p-3": [(5, "viewer")],
+    }
+    environment_grants = {
+        40: [(5, "viewer"), (3, "admin"), (11, "contributor")],
+        9: [(11, "viewer"), (7, "admin")],
+        100: [(1000, "viewer")],
+        1000: [(3, "viewer")],
+    }
+    with engine.begin() as conn:
+        for user in users:
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, username, email, created_at, deleted_at)"
+                    " VALUES (:id, :name, :email, :now, :deleted)"
+                ),
+                {
+                    "id": user,
+                    "name": f"u{user}",
+                    "email": f"u{user}@example.com",
+                    "now": NOW,
+                    "deleted": NOW if user in deleted else None,
+                },
+            )
+        for project_id, environments in projects.items():
+            conn.execute(
+                text(
+                    "INSERT INTO projects (id, title, region, owner_id, status, created_at)"
+                    " VALUES (:id, 't', 'eu', 3, 'active', :now)"
+                ),
+                {"id": project_id, "now": NOW},
+            )
+            for environment_id in environments:
+                conn.execute(
+                    text(
+                        "INSERT INTO environments (id, project_id, name, type) VALUES (:id, :p, :n, 'staging')"
+                    ),
+                    {"id": environment_id, "p": project_id, "n": f"e{environment_id}"},
+                )
+        grants = [(p, u, r) for p, rows in project_grants.items() for u, r in rows]
+        shuffled.shuffle(grants)
+        for project_id, user_id, role in grants:
+            conn.execute(
+                text("INSERT INTO project_access (project_id, user_id, role) VALUES (:p, :u, :r)"),
+                {"p": project_id, "u": user_id, "r": role},
+            )
+        environment_rows = [(e, u, r) for e, rows in environment_grants.items() for u, r in rows]
+        shuffled.shuffle(environment_rows)
+        for environment_id, user_id, role in environment_rows:
+            conn.execute(
+                text("INSERT INTO environment_access (environment_id, user_id, role) VALUES (:e, :u, :r)"),
+                {"e": environment_id, "u": user_id, "r": role},
+            )
+
+    with engine.connect() as conn:
+        access = read_access(conn, [*projects, "no-such-project"])
+
+    for project_id, environments in projects.items():
+        mine = [(project_id, u, r) for u, r in project_grants[project_id]]
+        theirs = [(e, u, r) for e in environments for u, r in environment_grants[e]]
+        assert access.digest(project_id) == _as_first_released(mine, theirs), project_id
+        assert access.active_users(project_id) == {u for _, u, _ in mine + theirs} - deleted, project_id
+    assert access.digest("p-é1") != access.digest("p-2") != access.digest("p-3")
+    assert access.digest("no-such-project") == NO_ACCESS_DIGEST == hashlib.sha256(b"").hexdigest()
+    assert access.active_users("no-such-project") == set()
+    # A changed role changes the digest.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE environment_access SET role = 'admin' WHERE environment_id = 100"))
+    with engine.connect() as conn:
+        assert read_access(conn, ["p-é1"]).digest("p-é1") != access.digest("p-é1")

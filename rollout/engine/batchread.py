@@ -114,11 +114,7 @@ def read_owners(reader: Reader, owner_ids: Sequence[int]) -> BatchRead:
 
 def held_environments(reader: Reader, projects: Iterable[str]) -> set[str]:
     """Of these projects, those with an environment another transaction holds."""
-    return {
-        row.project_id
-        for row in reader.rows("project_environments", project_ids=list(projects))
-        if not row.locked
-    }
+    return {row.project_id for row in reader.rows("project_environments", project_ids=list(projects))}
 
 
 def missing_collaborators(reader: Reader, user_ids: Iterable[int]) -> set[int]:

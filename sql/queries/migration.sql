@@ -81,22 +81,21 @@ FROM seen s FULL JOIN locked l ON l.id = s.id
 ORDER BY 2, 1;
 
 -- name: project_environments
--- One row per moving project that has environments: whether all of them are locked.
-SELECT project_id, TRUE AS locked
-FROM environments
-WHERE project_id IN :project_ids
-GROUP BY project_id;
+-- The moving projects with an environment another transaction holds: none for a read that does not
+-- lock.
+SELECT project_id FROM environments WHERE FALSE AND project_id IN :project_ids;
 
 -- name: lock_project_environments
--- FOR UPDATE: a new environment grant (a foreign key to the environment) waits for the batch.
+-- The moving projects with an environment another transaction holds (none, usually: only those
+-- rows travel). FOR UPDATE: a new environment grant (a foreign key to the environment) waits for
+-- the batch.
 WITH locked AS (
-    SELECT id, project_id FROM environments WHERE project_id IN :project_ids ORDER BY id FOR UPDATE SKIP LOCKED
-), seen AS (
-    SELECT id, project_id FROM environments WHERE project_id IN :project_ids
+    SELECT id FROM environments WHERE project_id IN :project_ids ORDER BY id FOR UPDATE SKIP LOCKED
 )
-SELECT COALESCE(l.project_id, s.project_id) AS project_id, bool_and(l.id IS NOT NULL) AS locked
-FROM seen s FULL JOIN locked l ON l.id = s.id
-GROUP BY 1;
+SELECT DISTINCT e.project_id
+FROM environments e
+LEFT JOIN locked l ON l.id = e.id
+WHERE e.project_id IN :project_ids AND l.id IS NULL;
 
 -- name: collaborators
 -- The users about to become members, if still active.

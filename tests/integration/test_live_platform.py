@@ -305,6 +305,48 @@ def test_a_held_row_defers_its_owner_and_the_rest_of_the_wave_goes_on(engine: En
     assert sum(e.get("deferred", 0) for e in logged if e["event"] == "batch.committed") >= 1
 
 
+def test_an_environment_grant_being_inserted_defers_its_owner_until_it_commits(engine: Engine) -> None:
+    """A platform transaction is adding a grant on an environment of a moving project (its foreign
+    key holds the environment row): that owner is deferred, the others are migrated, and once the
+    grant commits the owner is migrated with the new grantee as a member and the grant in its
+    project's digest."""
+    postgresql_only(engine)
+    with engine.begin() as conn:
+        p = Platform(conn)
+        for owner in range(1, 6):
+            p.user(owner)
+            p.project(f"p{owner}", owner, environments={"production": {}})
+        p.user(300)
+    env = scalar(engine, "SELECT id FROM environments WHERE project_id = 'p3'")
+    holder = engine.connect()
+    held = holder.begin()
+    holder.execute(
+        text(f"INSERT INTO environment_access (environment_id, user_id, role) VALUES ({env}, 300, 'admin')")
+    )
+    result: dict[str, object] = {}
+    run = threading.Thread(target=lambda: result.update(summary=run_wave(engine, settings=FAST_RETRIES)))
+    run.start()
+    deadline = time.monotonic() + 20
+    while scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") < 4:
+        assert time.monotonic() < deadline, "the rest of the wave did not go on"
+        time.sleep(0.05)
+    assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 3") == "deferred"
+    held.commit()
+    holder.close()
+    run.join(timeout=60)
+    summary = result["summary"]
+    assert summary.counts.migrated == 5 and summary.counts.failed == 0  # type: ignore[attr-defined]
+    org = scalar(engine, "SELECT organization_id FROM projects WHERE id = 'p3'")
+    assert (
+        scalar(
+            engine,
+            f"SELECT COUNT(*) FROM organization_members WHERE organization_id = {org} AND user_id = 300",
+        )
+        == 1
+    )
+    assert verify(engine).ok
+
+
 def test_an_owner_still_held_at_the_end_stays_deferred_for_later_runs(engine: Engine) -> None:
     """Held longer than the run retries: the owner ends `deferred` (shown by the summary), the run
     succeeds, and the next run migrates it."""

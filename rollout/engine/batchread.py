@@ -117,11 +117,25 @@ def held_environments(reader: Reader, projects: Iterable[str]) -> set[str]:
     return {row.project_id for row in reader.rows("project_environments", project_ids=list(projects))}
 
 
-def missing_collaborators(reader: Reader, user_ids: Iterable[int]) -> set[int]:
-    """Of these users, those that cannot be locked as active members-to-be (held, or deleted meanwhile)."""
+@dataclass(frozen=True)
+class Collaborators:
+    """Of the users about to become members: those that could not be locked (another transaction
+    holds them) and those deleted."""
+
+    held: set[int]
+    deleted: set[int]
+
+
+def read_collaborators(reader: Reader, user_ids: Iterable[int]) -> Collaborators:
+    """Locks (FOR SHARE) the users about to become members, and says which are held or deleted."""
     wanted = sorted(set(user_ids))
-    got = {row.id for row in reader.rows("collaborators", user_ids=wanted)}
-    return set(wanted) - got
+    deleted: set[int] = set()
+    got: set[int] = set()
+    for row in reader.rows("collaborators", user_ids=wanted):
+        got.add(row.id)
+        if row.deleted:
+            deleted.add(row.id)
+    return Collaborators(held=set(wanted) - got, deleted=deleted)
 
 
 # The digest of a project without any grant: that of no lines (`access_of_projects`).
@@ -131,15 +145,15 @@ NO_ACCESS_DIGEST = hashlib.sha256(b"").hexdigest()
 @dataclass(frozen=True)
 class ProjectAccess:
     """What the database says of some projects' access rows (`access_of_projects`): the digest of
-    each project's grants, and its active grantees (users with a grant on the project or one of its
-    environments who are not deleted). The rows themselves stay in the database."""
+    each project's grants, and its grantees (users with a grant on the project or one of its
+    environments). The rows themselves stay in the database."""
 
     digests: dict[str, str]
-    grantees: dict[str, str]  # project -> active grantees' ids, comma-separated
+    grantees_of: dict[str, str]  # project -> its grantees' ids, comma-separated
 
-    def active_users(self, project_id: str) -> set[int]:
-        """The active users with a grant on the project or one of its environments."""
-        grantees = self.grantees.get(project_id)
+    def grantees(self, project_id: str) -> set[int]:
+        """The users with a grant on the project or one of its environments, deleted ones included."""
+        grantees = self.grantees_of.get(project_id)
         return {int(u) for u in grantees.split(",")} if grantees else set()
 
     def digest(self, project_id: str) -> str:
@@ -149,10 +163,10 @@ class ProjectAccess:
 
 
 def read_access(conn: Connection, project_ids: Sequence[str]) -> ProjectAccess:
-    """The access digests and active grantees of these projects, one statement for all of them."""
+    """The access digests and grantees of these projects, one statement for all of them."""
     access = ProjectAccess({}, {})
     for row in queries.rows(conn, "access_of_projects", project_ids=list(project_ids)):
         access.digests[row.project_id] = row.digest
-        if row.active_users:
-            access.grantees[row.project_id] = row.active_users
+        if row.grantees:
+            access.grantees_of[row.project_id] = row.grantees
     return access

@@ -18,8 +18,8 @@ from rollout.engine.batchread import (
     Owner,
     Reader,
     held_environments,
-    missing_collaborators,
     read_access,
+    read_collaborators,
     read_owners,
 )
 from rollout.engine.changes import BatchChanges, BlockedOwner, OwnerChanges
@@ -71,13 +71,18 @@ def compute_batch(
         if reused.get(row.user_id) is not None and reused[row.user_id].id == row.organization_id:
             owner_permissions[row.user_id].add(row.permission)
 
+    # The grantees not yet members become members, unless deleted; an owner who would add one that
+    # another transaction holds is deferred.
     to_add: dict[int, set[int]] = {}
     for owner in candidates:
-        users = set().union(*(access.active_users(p) for p in _scanned_projects(read, owner.id)))
+        users = set().union(*(access.grantees(p) for p in _scanned_projects(read, owner.id)))
         org = reused.get(owner.id)
         to_add[owner.id] = users - (existing_members[org.id] if org is not None else set()) - {owner.id}
-    missing = missing_collaborators(reader, (u for users in to_add.values() for u in users))
-    read.deferred.update(owner_id for owner_id, users in to_add.items() if users & missing)
+    collaborators = read_collaborators(reader, (u for users in to_add.values() for u in users))
+    for owner_id, users in to_add.items():
+        users -= collaborators.deleted
+        if users & collaborators.held:
+            read.deferred.add(owner_id)
 
     # Names go in user-id order: a name planned for the owner (a wave's job reserved it) is kept;
     # an owner without one whose name a deferred owner may yet take waits.

@@ -98,14 +98,14 @@ LEFT JOIN locked l ON l.id = e.id
 WHERE e.project_id IN :project_ids AND l.id IS NULL;
 
 -- name: collaborators
--- The users about to become members, if still active.
-SELECT id FROM users WHERE id IN :user_ids AND deleted_at IS NULL;
+-- The users about to become members, with whether each is deleted.
+SELECT id, deleted_at IS NOT NULL AS deleted FROM users WHERE id IN :user_ids;
 
 -- name: lock_collaborators
 -- FOR SHARE: their soft deletion waits for the batch, while other batches and the platform's
--- foreign-key inserts (FOR KEY SHARE) go on. One missing here (held, or deleted meanwhile) defers
--- the owners who would add it.
-SELECT id FROM users WHERE id IN :user_ids AND deleted_at IS NULL ORDER BY id FOR SHARE SKIP LOCKED;
+-- foreign-key inserts (FOR KEY SHARE) go on. One missing here (held) defers the owners who would
+-- add it; a deleted one is not added.
+SELECT id, deleted_at IS NOT NULL AS deleted FROM users WHERE id IN :user_ids ORDER BY id FOR SHARE SKIP LOCKED;
 
 -- name: limit_waits
 -- The batch's bounds, LOCAL to its transaction: a lock it must wait for (a unique name being
@@ -140,29 +140,26 @@ FROM organization_member_permissions
 WHERE organization_id IN :organization_ids AND user_id IN :user_ids;
 
 -- name: access_of_projects
--- Per project with any grant: the digest of its access rows and its active grantees (user ids,
--- comma-separated, a user once per grant). The digest is the SHA-256 (hex) of one line per grant,
+-- Per project with any grant: the digest of its access rows and its grantees (user ids,
+-- comma-separated, a user once per grant; whether each is still active is `collaborators`'s to say,
+-- once per user rather than once per grant). The digest is the SHA-256 (hex) of one line per grant,
 -- `p|project|user|role` ordered by user, then `e|environment|user|role` ordered by environment and
 -- user (docs/data-model.md); a project without grants is absent (its digest is that of nothing).
 -- The database computes it, so a batch's grants never travel to the job row by row.
 SELECT a.project_id,
        encode(sha256(convert_to(string_agg(a.line, '' ORDER BY a.environment_id NULLS FIRST, a.user_id), 'UTF8')),
               'hex') AS digest,
-       string_agg(CAST(a.user_id AS TEXT), ',') FILTER (WHERE a.active) AS active_users
+       string_agg(CAST(a.user_id AS TEXT), ',') AS grantees
 FROM (
     SELECT pa.project_id, CAST(NULL AS BIGINT) AS environment_id, pa.user_id,
-           'p|' || pa.project_id || '|' || pa.user_id || '|' || pa.role || chr(10) AS line,
-           u.deleted_at IS NULL AS active
+           'p|' || pa.project_id || '|' || pa.user_id || '|' || pa.role || chr(10) AS line
     FROM project_access pa
-    JOIN users u ON u.id = pa.user_id
     WHERE pa.project_id IN :project_ids
     UNION ALL
     SELECT e.project_id, ea.environment_id, ea.user_id,
-           'e|' || ea.environment_id || '|' || ea.user_id || '|' || ea.role || chr(10),
-           u.deleted_at IS NULL
+           'e|' || ea.environment_id || '|' || ea.user_id || '|' || ea.role || chr(10)
     FROM environments e
     JOIN environment_access ea ON ea.environment_id = e.id
-    JOIN users u ON u.id = ea.user_id
     WHERE e.project_id IN :project_ids
 ) a
 GROUP BY a.project_id;
@@ -172,21 +169,17 @@ GROUP BY a.project_id;
 -- is the job's own aggregate (store/dialect.py), the same digest as above.
 SELECT a.project_id,
        access_digest(a.environment_id, a.user_id, a.line) AS digest,
-       group_concat(CASE WHEN a.active THEN a.user_id END, ',') AS active_users
+       group_concat(a.user_id, ',') AS grantees
 FROM (
     SELECT pa.project_id, NULL AS environment_id, pa.user_id,
-           'p|' || pa.project_id || '|' || pa.user_id || '|' || pa.role || char(10) AS line,
-           u.deleted_at IS NULL AS active
+           'p|' || pa.project_id || '|' || pa.user_id || '|' || pa.role || char(10) AS line
     FROM project_access pa
-    JOIN users u ON u.id = pa.user_id
     WHERE pa.project_id IN :project_ids
     UNION ALL
     SELECT e.project_id, ea.environment_id, ea.user_id,
-           'e|' || ea.environment_id || '|' || ea.user_id || '|' || ea.role || char(10),
-           u.deleted_at IS NULL
+           'e|' || ea.environment_id || '|' || ea.user_id || '|' || ea.role || char(10)
     FROM environments e
     JOIN environment_access ea ON ea.environment_id = e.id
-    JOIN users u ON u.id = ea.user_id
     WHERE e.project_id IN :project_ids
 ) a
 GROUP BY a.project_id;

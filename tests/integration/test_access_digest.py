@@ -94,10 +94,10 @@ def test_the_database_gives_the_first_releases_digest_whatever_the_order_of_the_
         mine = [(project_id, u, r) for u, r in project_grants[project_id]]
         theirs = [(e, u, r) for e in environments for u, r in environment_grants[e]]
         assert access.digest(project_id) == _as_first_released(mine, theirs), project_id
-        assert access.active_users(project_id) == {u for _, u, _ in mine + theirs} - deleted, project_id
+        assert access.grantees(project_id) == {u for _, u, _ in mine + theirs}, project_id
     assert access.digest("p-é1") != access.digest("p-2") != access.digest("p-3")
     assert access.digest("no-such-project") == NO_ACCESS_DIGEST == hashlib.sha256(b"").hexdigest()
-    assert access.active_users("no-such-project") == set()
+    assert access.grantees("no-such-project") == set()
     # A changed role changes the digest.
     with engine.begin() as conn:
         conn.execute(text("UPDATE environment_access SET role = 'admin' WHERE environment_id = 100"))

@@ -237,13 +237,16 @@ FROM ROWS t (project_id TEXT, owner_id BIGINT, organization_id BIGINT)
 WHERE projects.id = t.project_id AND projects.owner_id = t.owner_id AND projects.organization_id IS NULL;
 
 -- name: move_projects@postgresql
--- With `record_moved_project`, for the projects moved: the count is the same.
+-- With `record_moved_project`, for the projects moved: the count is the same. The bounds on
+-- `projects.owner_id` (the batch's owners') keep a plan that walks the owner index in step with the
+-- batch from reading it from its start: without them the read grows with every batch of the run.
 WITH t AS (
     SELECT * FROM ROWS t (project_id TEXT, owner_id BIGINT, organization_id BIGINT, access_digest TEXT)
 ), moved AS (
     UPDATE projects SET organization_id = t.organization_id
     FROM t
     WHERE projects.id = t.project_id AND projects.owner_id = t.owner_id AND projects.organization_id IS NULL
+      AND projects.owner_id BETWEEN (SELECT MIN(owner_id) FROM t) AND (SELECT MAX(owner_id) FROM t)
     RETURNING projects.id
 )
 INSERT INTO rollout_moved_projects (project_id, owner_id, organization_id, run_id, access_digest)

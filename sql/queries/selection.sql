@@ -3,6 +3,8 @@
 -- name: legacy_owner_page
 -- The next owners of legacy projects after :after_id, with what the wave filters need and the
 -- state the job recorded for them. Keyset paging keeps memory flat and survives concurrent writes.
+-- The ledger's side has the page's lower bound too: a merge join would otherwise read the ledger
+-- from its first owner for every page.
 SELECT p.owner_id,
        COUNT(*) AS legacy_projects,
        SUM(CASE WHEN p.region IN :regions THEN 1 ELSE 0 END) AS in_regions,
@@ -12,7 +14,7 @@ SELECT p.owner_id,
                 ELSE r.state END) AS state,
        MAX(CASE WHEN r.state = 'migrated' THEN 1 ELSE 0 END) AS migrated_before
 FROM projects p
-LEFT JOIN rollout_owners r ON r.owner_id = p.owner_id
+LEFT JOIN rollout_owners r ON r.owner_id = p.owner_id AND r.owner_id > :after_id
 WHERE p.organization_id IS NULL AND p.status <> 'deleted' AND p.owner_id > :after_id
 GROUP BY p.owner_id
 ORDER BY p.owner_id
@@ -29,7 +31,7 @@ SELECT p.owner_id,
                 ELSE r.state END) AS state,
        MAX(CASE WHEN r.state = 'migrated' THEN 1 ELSE 0 END) AS migrated_before
 FROM projects p
-LEFT JOIN rollout_owners r ON r.owner_id = p.owner_id
+LEFT JOIN rollout_owners r ON r.owner_id = p.owner_id AND r.owner_id > :after_id
 WHERE p.organization_id IS NULL AND p.status <> 'deleted' AND p.owner_id > :after_id
   AND p.owner_id IN :listed
 GROUP BY p.owner_id

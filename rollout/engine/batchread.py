@@ -127,15 +127,13 @@ class Collaborators:
 
 
 def read_collaborators(reader: Reader, user_ids: Iterable[int]) -> Collaborators:
-    """Locks (FOR SHARE) the users about to become members, and says which are held or deleted."""
-    wanted = sorted(set(user_ids))
+    """Locks (FOR SHARE) the active users about to become members, and says which could not be
+    added: deleted, or held by another transaction."""
+    held: set[int] = set()
     deleted: set[int] = set()
-    got: set[int] = set()
-    for row in reader.rows("collaborators", user_ids=wanted):
-        got.add(row.id)
-        if row.deleted:
-            deleted.add(row.id)
-    return Collaborators(held=set(wanted) - got, deleted=deleted)
+    for row in reader.rows("collaborators", user_ids=sorted(set(user_ids))):
+        (deleted if row.deleted else held).add(row.id)
+    return Collaborators(held=held, deleted=deleted)
 
 
 # The digest of a project without any grant: that of no lines (`access_of_projects`).

@@ -98,14 +98,22 @@ LEFT JOIN locked l ON l.id = e.id
 WHERE e.project_id IN :project_ids AND l.id IS NULL;
 
 -- name: collaborators
--- The users about to become members, with whether each is deleted.
-SELECT id, deleted_at IS NOT NULL AS deleted FROM users WHERE id IN :user_ids;
+-- Of the users about to become members, those who cannot be added: the deleted ones (`deleted`);
+-- a read that does not lock holds nobody.
+SELECT id, TRUE AS deleted FROM users WHERE id IN :user_ids AND deleted_at IS NOT NULL;
 
 -- name: lock_collaborators
--- FOR SHARE: their soft deletion waits for the batch, while other batches and the platform's
--- foreign-key inserts (FOR KEY SHARE) go on. One missing here (held) defers the owners who would
--- add it; a deleted one is not added.
-SELECT id, deleted_at IS NOT NULL AS deleted FROM users WHERE id IN :user_ids ORDER BY id FOR SHARE SKIP LOCKED;
+-- Locks the active ones FOR SHARE: their soft deletion waits for the batch, while other batches and
+-- the platform's foreign-key inserts (FOR KEY SHARE) go on. Returns those it could not lock: deleted
+-- (as read) ones are not added; the others (held, or deleted meanwhile) defer the owners who would
+-- add them. Deleted users are never locked, so a lock on one of them defers nobody.
+WITH locked AS (
+    SELECT id FROM users WHERE id IN :user_ids AND deleted_at IS NULL ORDER BY id FOR SHARE SKIP LOCKED
+)
+SELECT u.id, u.deleted_at IS NOT NULL AS deleted
+FROM users u
+LEFT JOIN locked l ON l.id = u.id
+WHERE u.id IN :user_ids AND l.id IS NULL;
 
 -- name: limit_waits
 -- The batch's bounds, LOCAL to its transaction: a lock it must wait for (a unique name being
@@ -166,7 +174,9 @@ GROUP BY a.project_id;
 
 -- name: access_of_projects@sqlite
 -- SQLite has neither SHA-256 nor ordered aggregates: `access_digest(environment_id, user_id, line)`
--- is the job's own aggregate (store/dialect.py), the same digest as above.
+-- is the job's own aggregate (store/dialect.py), the same digest as above. SQLite enforces foreign
+-- keys only on connections that ask, so a platform writer may have left grants of users that do
+-- not exist: they count for nothing, as they always have (PostgreSQL's foreign keys rule them out).
 SELECT a.project_id,
        access_digest(a.environment_id, a.user_id, a.line) AS digest,
        group_concat(a.user_id, ',') AS grantees
@@ -174,12 +184,14 @@ FROM (
     SELECT pa.project_id, NULL AS environment_id, pa.user_id,
            'p|' || pa.project_id || '|' || pa.user_id || '|' || pa.role || char(10) AS line
     FROM project_access pa
+    JOIN users u ON u.id = pa.user_id
     WHERE pa.project_id IN :project_ids
     UNION ALL
     SELECT e.project_id, ea.environment_id, ea.user_id,
            'e|' || ea.environment_id || '|' || ea.user_id || '|' || ea.role || char(10)
     FROM environments e
     JOIN environment_access ea ON ea.environment_id = e.id
+    JOIN users u ON u.id = ea.user_id
     WHERE e.project_id IN :project_ids
 ) a
 GROUP BY a.project_id;

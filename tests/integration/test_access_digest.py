@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sqlite3
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, text
@@ -103,3 +104,42 @@ def test_the_database_gives_the_first_releases_digest_whatever_the_order_of_the_
         conn.execute(text("UPDATE environment_access SET role = 'admin' WHERE environment_id = 100"))
     with engine.connect() as conn:
         assert read_access(conn, ["p-é1"]).digest("p-é1") != access.digest("p-é1")
+
+
+def test_on_sqlite_a_grant_of_a_user_that_does_not_exist_counts_for_nothing(engine: Engine) -> None:
+    """SQLite enforces foreign keys only on connections that ask: a platform writer may have left a
+    grant of a user that does not exist. It is in no digest and nobody becomes a member through it,
+    as in every release before."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, email, created_at) VALUES (3, 'u3', 'u3@example.com', :now)"
+            ),
+            {"now": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO projects (id, title, region, owner_id, status, created_at)"
+                " VALUES ('p-1', 't', 'eu', 3, 'active', :now)"
+            ),
+            {"now": NOW},
+        )
+        conn.execute(
+            text("INSERT INTO environments (id, project_id, name, type) VALUES (9, 'p-1', 'e', 'staging')")
+        )
+        conn.execute(
+            text("INSERT INTO project_access (project_id, user_id, role) VALUES ('p-1', 3, 'admin')")
+        )
+    writer = sqlite3.connect(str(engine.url.database))  # a platform writer: foreign keys off by default
+    with writer:
+        writer.execute("INSERT INTO project_access (project_id, user_id, role) VALUES ('p-1', 77, 'viewer')")
+        writer.execute(
+            "INSERT INTO environment_access (environment_id, user_id, role) VALUES (9, 78, 'viewer')"
+        )
+    writer.close()
+    with engine.connect() as conn:
+        access = read_access(conn, ["p-1"])
+    assert access.digest("p-1") == _as_first_released([("p-1", 3, "admin")], [])
+    assert access.grantees("p-1") == {3}

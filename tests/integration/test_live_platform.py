@@ -347,6 +347,34 @@ def test_an_environment_grant_being_inserted_defers_its_owner_until_it_commits(e
     assert verify(engine).ok
 
 
+def test_a_held_deleted_grantee_defers_nobody(engine: Engine) -> None:
+    """A deleted user with a grant on a moving project never becomes a member, so a platform
+    transaction holding that user's row (here for the whole run) defers nobody: the owner is
+    migrated at once, without that member."""
+    postgresql_only(engine)
+    with engine.begin() as conn:
+        p = Platform(conn)
+        p.user(1)
+        p.user(300, deleted=True)
+        p.user(301)
+        p.project("p1", 1, access={300: "viewer", 301: "viewer"})
+    holder = engine.connect()
+    held = holder.begin()
+    holder.execute(text("SELECT 1 FROM users WHERE id = 300 FOR UPDATE"))
+    try:
+        summary = run_wave(engine, settings=RolloutSettings(retry_deferred_for=timedelta(seconds=1)))
+    finally:
+        held.rollback()
+        holder.close()
+    assert (summary.outcome, summary.counts.migrated, summary.deferred) == ("succeeded", 1, ())
+    org = scalar(engine, "SELECT organization_id FROM projects WHERE id = 'p1'")
+    members = scalar(
+        engine,
+        f"SELECT string_agg(CAST(user_id AS TEXT), ',' ORDER BY user_id) FROM organization_members WHERE organization_id = {org}",
+    )
+    assert members == "1,301"
+
+
 def test_an_owner_still_held_at_the_end_stays_deferred_for_later_runs(engine: Engine) -> None:
     """Held longer than the run retries: the owner ends `deferred` (shown by the summary), the run
     succeeds, and the next run migrates it."""

@@ -73,20 +73,14 @@ def test_the_database_gives_the_first_releases_digest_whatever_the_order_of_the_
                     ),
                     {"id": environment_id, "p": project_id, "n": f"e{environment_id}"},
                 )
-        grants = [(p, u, r) for p, rows in project_grants.items() for u, r in rows]
-        shuffled.shuffle(grants)
-        for project_id, user_id, role in grants:
-            conn.execute(
-                text("INSERT INTO project_access (project_id, user_id, role) VALUES (:p, :u, :r)"),
-                {"p": project_id, "u": user_id, "r": role},
-            )
-        environment_rows = [(e, u, r) for e, rows in environment_grants.items() for u, r in rows]
-        shuffled.shuffle(environment_rows)
-        for environment_id, user_id, role in environment_rows:
-            conn.execute(
-                text("INSERT INTO environment_access (environment_id, user_id, role) VALUES (:e, :u, :r)"),
-                {"e": environment_id, "u": user_id, "r": role},
-            )
+        # Grants of both kinds, each inserted in a shuffled order: (project or environment, user, role).
+        for table, key, granted in (
+            ("project_access", "project_id", project_grants),
+            ("environment_access", "environment_id", environment_grants),
+        ):
+            rows = [{"on": on, "u": u, "r": r} for on, grants in granted.items() for u, r in grants]
+            shuffled.shuffle(rows)
+            conn.execute(text(f"INSERT INTO {table} ({key}, user_id, role) VALUES (:on, :u, :r)"), rows)
 
     with engine.connect() as conn:
         access = read_access(conn, [*projects, "no-such-project"])

@@ -48,6 +48,22 @@ def postgresql_only(engine: Engine) -> None:
         pytest.skip("row locks are PostgreSQL's; SQLite's batch holds the whole database")
 
 
+def wave_in_background(engine: Engine) -> tuple[threading.Thread, dict[str, object]]:
+    """The wave run on a thread (FAST_RETRIES); its summary lands in the dict under `summary`."""
+    result: dict[str, object] = {}
+    run = threading.Thread(target=lambda: result.update(summary=run_wave(engine, settings=FAST_RETRIES)))
+    run.start()
+    return run, result
+
+
+def until_migrated(engine: Engine, owners: int) -> None:
+    """Waits (20 s at most) until the ledger has that many migrated owners."""
+    deadline = time.monotonic() + 20
+    while scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") < owners:
+        assert time.monotonic() < deadline, "the rest of the wave did not go on"
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def window(engine: Engine) -> Iterator[Callable[[int, float], None]]:
     """`open(owner, seconds)`: the batch that records `owner` sleeps that long before it commits."""
@@ -282,14 +298,9 @@ def test_a_held_row_defers_its_owner_and_the_rest_of_the_wave_goes_on(engine: En
     holder = engine.connect()
     held = holder.begin()
     holder.execute(text("SELECT 1 FROM projects WHERE id = 'p7' FOR UPDATE"))
-    result: dict[str, object] = {}
     with capture_logs() as logged:
-        run = threading.Thread(target=lambda: result.update(summary=run_wave(engine, settings=FAST_RETRIES)))
-        run.start()
-        deadline = time.monotonic() + 20
-        while scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") < 19:
-            assert time.monotonic() < deadline, "the rest of the wave did not go on"
-            time.sleep(0.05)
+        run, result = wave_in_background(engine)
+        until_migrated(engine, 19)
         assert (
             run.is_alive()
             and scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 7") == "deferred"
@@ -323,13 +334,8 @@ def test_an_environment_grant_being_inserted_defers_its_owner_until_it_commits(e
     holder.execute(
         text(f"INSERT INTO environment_access (environment_id, user_id, role) VALUES ({env}, 300, 'admin')")
     )
-    result: dict[str, object] = {}
-    run = threading.Thread(target=lambda: result.update(summary=run_wave(engine, settings=FAST_RETRIES)))
-    run.start()
-    deadline = time.monotonic() + 20
-    while scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") < 4:
-        assert time.monotonic() < deadline, "the rest of the wave did not go on"
-        time.sleep(0.05)
+    run, result = wave_in_background(engine)
+    until_migrated(engine, 4)
     assert scalar(engine, "SELECT state FROM rollout_owners WHERE owner_id = 3") == "deferred"
     held.commit()
     holder.close()
@@ -337,13 +343,7 @@ def test_an_environment_grant_being_inserted_defers_its_owner_until_it_commits(e
     summary = result["summary"]
     assert summary.counts.migrated == 5 and summary.counts.failed == 0  # type: ignore[attr-defined]
     org = scalar(engine, "SELECT organization_id FROM projects WHERE id = 'p3'")
-    assert (
-        scalar(
-            engine,
-            f"SELECT COUNT(*) FROM organization_members WHERE organization_id = {org} AND user_id = 300",
-        )
-        == 1
-    )
+    assert member(engine, org, 300)
     assert verify(engine).ok
 
 

@@ -97,7 +97,7 @@ def _run(conn: Connection, name: str, params: Any) -> Any:
     statement = query(name, conn.dialect.name)
     if statement is None:
         return None
-    return conn.execute(statement, params)
+    return conn.execute(statement, dialect.parameters(conn, params) if isinstance(params, dict) else params)
 
 
 def rows(conn: Connection, name: str, /, **params: Any) -> Sequence[Row[Any]]:

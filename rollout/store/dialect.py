@@ -23,7 +23,6 @@ Statements themselves differ by `NAME@sqlite` blocks in `sql/queries/` (`rollout
 from __future__ import annotations
 
 import hashlib
-import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -79,9 +78,10 @@ class _AccessDigest:
         return hashlib.sha256("".join(line for *_, line in sorted(self.lines)).encode()).hexdigest()
 
 
-# An element of a text array literal that would need quoting (the delimiter is counted apart):
-# braces, quotes, backslashes, whitespace (Python's is broader than PostgreSQL's), or NULL alone.
-_QUOTED = re.compile(r'[{}"\\\s]|(?:^|,)null(?:,|$)', re.I)
+# What makes an element of a text array literal need quoting, besides the delimiter (counted apart):
+# braces, a double quote, a backslash, and the whitespace PostgreSQL's array parser skips
+# (`array_isspace`: these six, no other); or an element spelled NULL, in any case.
+_QUOTED = ("{", "}", '"', "\\", " ", "\t", "\n", "\r", "\v", "\f")
 
 
 def array_parameter(values: list[Any]) -> str | list[Any]:
@@ -95,7 +95,11 @@ def array_parameter(values: list[Any]) -> str | list[Any]:
         return "{" + ",".join(map(str, values)) + "}"
     if all(type(v) is str for v in values) and "" not in values:
         joined = ",".join(values)
-        if joined.count(",") == len(values) - 1 and not _QUOTED.search(joined):
+        if (
+            joined.count(",") == len(values) - 1
+            and not any(c in joined for c in _QUOTED)
+            and ("null" not in joined.lower() or not any(v.lower() == "null" for v in values))
+        ):
             return "{" + joined + "}"
     return values
 

@@ -77,7 +77,9 @@ def test_only_lists_a_literal_carries_exactly_become_one() -> None:
     assert array_parameter([3, 1, 2]) == "{3,1,2}"
     assert array_parameter(["p-1", "ünï", "nullish"]) == "{p-1,ünï,nullish}"
     assert array_parameter([]) == "{}"
-    quoted = [v for v in HOSTILE if v not in ("plain-name", "nullish", "it's", "ünïcödé", "😀")]
-    assert array_parameter(["it's", "😀"]) == "{it's,😀}"
+    literal = ("plain-name", "nullish", "it's", "ünïcödé", "non\u00a0breaking", "😀")
+    quoted = [v for v in HOSTILE if v not in literal]
+    # PostgreSQL's array parser skips six whitespace characters, no other: a no-break space is text.
+    assert array_parameter(list(literal)) == "{" + ",".join(literal) + "}"
     for kept in ([True, 1], [None, 1], [1.5], *([value] for value in quoted), ["a", ""], [NOW]):
         assert array_parameter(kept) == kept, kept

@@ -90,7 +90,10 @@ def array_parameter(values: list[Any]) -> str | list[Any]:
     need no quoting (ids, slugs, digests): the server parses the literal in one pass, where the
     driver would dump each element (about four times the client time for a batch's arrays). Any
     other list (NULLs, booleans, dates, text that would need quoting) is left to the driver's
-    binary dumper. The literal travels untyped, and takes the type the statement gives it."""
+    binary dumper. The literal travels untyped and takes the type the statement gives it, so a list
+    parameter appears only as `= ANY(:p)` or `CAST(:p AS TYPE[])` (`queries`' rewrites; a test holds
+    every statement to it). An integer out of the column's range fails the statement instead of
+    matching nothing."""
     if all(type(v) is int for v in values):
         return "{" + ",".join(map(str, values)) + "}"
     if all(type(v) is str for v in values) and "" not in values:
@@ -120,8 +123,8 @@ def configure(engine: Engine, *, init: bool = False, read_only: bool = False) ->
 
         @event.listens_for(engine, "connect")
         def _on_pg_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Lists that are not array literals (`array_parameter`) travel in binary: the text form
-            # quotes and escapes every element, which costs more than the statement for a batch's.
+            # Lists that are not array literals (`array_parameter`) travel in binary: the driver's
+            # text form quotes and escapes every element, which costs more than the statement.
             from psycopg.types.array import ListBinaryDumper
 
             dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
@@ -236,7 +239,7 @@ def column_parameters(
     SQLite, in process, runs the statement once per row with executemany.
     """
     if conn.dialect.name == POSTGRESQL:
-        return {key: array_parameter(list(values)) for key, values in columns.items()} | dict(constants)
+        return {key: list(values) for key, values in columns.items()} | dict(constants)
     keys = list(columns)
     return [
         dict(zip(keys, values, strict=True)) | dict(constants)

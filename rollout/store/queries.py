@@ -166,7 +166,7 @@ def execute_rows_returning(
     params = dialect.column_parameters(conn, _columns(rows), constants)
     if isinstance(params, list):
         return [row for one_row in params for row in conn.execute(statement, one_row).all()]
-    return conn.execute(statement, params).all()
+    return conn.execute(statement, dialect.parameters(conn, params)).all()
 
 
 def load(conn: Connection, name: str, rows: Iterable[Sequence[Any]]) -> int:

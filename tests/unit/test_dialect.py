@@ -104,3 +104,41 @@ def test_the_retry_policy_retries_concurrent_changes_and_transient_errors_only()
     with pytest.raises(ValueError):
         policy(broken)
     assert len(tries) == 1
+
+
+def test_only_lists_an_array_literal_carries_exactly_become_one() -> None:
+    """`array_parameter`: integers and plain strings become one literal; anything the literal would
+    have to quote, or could not say, stays a list for the driver."""
+    from datetime import UTC, datetime
+
+    from rollout.store.dialect import array_parameter
+
+    assert array_parameter([3, -1, 2]) == "{3,-1,2}"
+    assert array_parameter([]) == "{}"
+    plain = ["p-1", "nullish", "it's", "ünï", "non\u00a0breaking", "😀"]
+    assert array_parameter(plain) == "{" + ",".join(plain) + "}"
+    quoted = [
+        "a,b",
+        "NULL",
+        "Null",
+        " x",
+        "x ",
+        "\tx",
+        "\nx",
+        "x\r",
+        "\vx",
+        "x\f",
+        '"x"',
+        "{x",
+        "x}",
+        "a\\b",
+        "",
+    ]
+    for kept in (
+        [True, 1],
+        [None, 1],
+        [1.5],
+        *([value] for value in quoted),
+        [datetime(2026, 1, 1, tzinfo=UTC)],
+    ):
+        assert array_parameter(kept) == kept, kept

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.dialects import postgresql, sqlite
 
 from rollout.store.queries import query, source, statement_names
@@ -63,3 +65,31 @@ def test_comments_never_become_parameters() -> None:
                 statement.compile(
                     dialect=postgresql.dialect() if target == "postgresql" else sqlite.dialect()
                 )
+
+
+def test_a_list_parameter_only_ever_meets_a_typed_array() -> None:
+    """On PostgreSQL a list may travel as an untyped array literal (`dialect.array_parameter`), which
+    takes its type from where it lands: `col = ANY(:p)` or `CAST(:p AS TYPE[])`. A list parameter
+    anywhere else (`cardinality(:p)`, `SELECT :p`) would get its type from its values, and fail or
+    differ with them; none may."""
+    typed = re.compile(r"= ANY\(:(\w+)\)|CAST\(:(\w+) AS \w+\[\]\)")
+    lists = 0
+    for name in statement_names():
+        base, _, dialect = name.partition("@")
+        if dialect not in ("", "postgresql"):
+            continue
+        statement = query(base, "postgresql")
+        if statement is None:
+            continue
+        sql = statement.text
+        as_arrays = {a or b for a, b in typed.findall(sql)}
+        lists += len(as_arrays)
+        for parameter in as_arrays:
+            everywhere = len(re.findall(rf":{parameter}\b", sql))
+            assert everywhere == len(
+                re.findall(rf"= ANY\(:{parameter}\)|CAST\(:{parameter} AS \w+\[\]\)", sql)
+            ), (
+                name,
+                parameter,
+            )
+    assert lists >= 40

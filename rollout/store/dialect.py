@@ -88,7 +88,7 @@ def array_parameter(values: list[Any]) -> str | list[Any]:
     """A PostgreSQL array parameter (`= ANY(:ids)`, `unnest(CAST(:col AS BIGINT[]))`) as one
     array literal, `{1,2,3}`, when its elements are all integers, or all non-empty strings that
     need no quoting (ids, slugs, digests): the server parses the literal in one pass, where the
-    driver would dump each element (about four times the client time for a batch's arrays). Any
+    driver would dump each element in Python (0.3 µs an element, about four times the join). Any
     other list (NULLs, booleans, dates, text that would need quoting) is left to the driver's
     binary dumper. The literal travels untyped and takes the type the statement gives it, so a list
     parameter appears only as `= ANY(:p)` or `CAST(:p AS TYPE[])` (`queries`' rewrites; a test holds

@@ -161,12 +161,12 @@ def execute_rows_returning(
     batch on PostgreSQL; on SQLite, in process, one statement per row (executemany returns none)."""
     if not rows:
         return []
-    statement = query(name, conn.dialect.name)
-    assert statement is not None, f"{name} is empty on {conn.dialect.name}"
+    assert query(name, conn.dialect.name) is not None, f"{name} is empty on {conn.dialect.name}"
     params = dialect.column_parameters(conn, _columns(rows), constants)
     if isinstance(params, list):
-        return [row for one_row in params for row in conn.execute(statement, one_row).all()]
-    return conn.execute(statement, dialect.parameters(conn, params)).all()
+        return [row for one_row in params for row in _run(conn, name, one_row).all()]
+    returned: Sequence[Row[Any]] = _run(conn, name, params).all()
+    return returned
 
 
 def load(conn: Connection, name: str, rows: Iterable[Sequence[Any]]) -> int:

@@ -4,6 +4,7 @@ operator's URL or credentials are refused; on the drivers' own exception classes
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from rollout.errors import ConcurrentChange
 from rollout.store.dialect import (
+    array_parameter,
     is_cancelled,
     is_lock_timeout,
     is_misconfigured,
@@ -109,10 +111,6 @@ def test_the_retry_policy_retries_concurrent_changes_and_transient_errors_only()
 def test_only_lists_an_array_literal_carries_exactly_become_one() -> None:
     """`array_parameter`: integers and plain strings become one literal; anything the literal would
     have to quote, or could not say, stays a list for the driver."""
-    from datetime import UTC, datetime
-
-    from rollout.store.dialect import array_parameter
-
     assert array_parameter([3, -1, 2]) == "{3,-1,2}"
     assert array_parameter([]) == "{}"
     plain = ["p-1", "nullish", "it's", "ünï", "non\u00a0breaking", "😀"]

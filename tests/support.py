@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from rollout.engine.summary import RunSummary
 from rollout.engine.waveplan import RolloutSettings, Wave
 from rollout.store import queries
 from rollout.store.dialect import as_datetime
+from rollout.store.engine import make_engine
 from rollout.store.schema import PLATFORM_TABLES
 
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
@@ -212,6 +214,19 @@ def logical_snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 def scalar(engine: Engine, sql: str, **params: Any) -> Any:
     with engine.connect() as conn:
         return conn.execute(text(sql), params).scalar()
+
+
+@contextmanager
+def watching(engine: Engine) -> Iterator[Engine]:
+    """An engine to poll a running job's database from. On SQLite it opens the file read-only: the
+    job's engine begins every transaction with `BEGIN IMMEDIATE`, and a poll that did so too would
+    queue for the write lock behind batch after batch (measured: 1.3 s for one poll, by which time
+    a 1 500-owner wave was more than half done), so it could miss the moment it waits for."""
+    watcher = make_engine(engine.url.render_as_string(hide_password=False), read_only=True)
+    try:
+        yield watcher
+    finally:
+        watcher.dispose()
 
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from rollout.seed import seed
 from rollout.store.engine import make_engine
 from tests.conftest import drop_pg_database
-from tests.support import REPO, half_migrated_owners, logical_snapshot, rollout, scalar
+from tests.support import REPO, half_migrated_owners, logical_snapshot, rollout, scalar, watching
 
 PLAN = '[rollout]\nbatch_size = 2\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
 OWNERS = 1500
@@ -64,12 +64,13 @@ def kill_mid_wave(url: str, plan: Path, engine: Engine) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    start = scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") > start + 30:
-            break
-        time.sleep(0.02)
+    with watching(engine) as watcher:
+        start = scalar(watcher, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if scalar(watcher, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") > start + 30:
+                break
+            time.sleep(0.02)
     assert process.poll() is None, "the run finished before it could be killed"
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)

@@ -17,7 +17,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from rollout.store.lock import auto_lock
-from tests.support import REPO, half_migrated_owners, inject_failure, many_owners, rollout, scalar, write_plan
+from tests.support import (
+    REPO,
+    half_migrated_owners,
+    inject_failure,
+    many_owners,
+    rollout,
+    scalar,
+    watching,
+    write_plan,
+)
 
 PLAN = '[rollout]\nbatch_size = 1\nmax_failures = 3\n\n[[waves]]\nname = "everyone"\npercent = 100\n'
 OWNERS = 1500
@@ -64,15 +73,13 @@ def finish(process: subprocess.Popen[str], timeout: float = 30) -> tuple[str, st
 
 def wait_for_progress(engine: Engine, process: subprocess.Popen[str], at_least: int = 3) -> None:
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the run ended early: {process.communicate()}")
-        try:
-            if scalar(engine, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") >= at_least:
+    with watching(engine) as watcher:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"the run ended early: {process.communicate()}")
+            if scalar(watcher, "SELECT COUNT(*) FROM rollout_owners WHERE state = 'migrated'") >= at_least:
                 return
-        except Exception:
-            pass
-        time.sleep(0.05)
+            time.sleep(0.05)
     raise AssertionError("no progress within a minute")
 
 

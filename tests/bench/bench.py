@@ -6,7 +6,9 @@ Sections (BENCH_SECTIONS, default both):
   with the shipped plan's settings (rollout/waves.toml; BENCH_BATCH_SIZE pins a batch size) as a
   subprocess with 1, 2 and 4 workers (BENCH_WORKERS, each on its own copy of the data), with
   owners/s and each worker's peak memory; prints the figures, the time per 100 000 owners and the
-  ratios, then times the wave's rollback (BENCH_ROLLBACK=0 skips it).
+  ratios, each run's block reads inside and outside the server's shared buffers (beside the seeded
+  database's size and `shared_buffers`: what makes the time per owner grow at 1 000 000 owners),
+  then times the wave's rollback (BENCH_ROLLBACK=0 skips it).
 - `live`: seeds BENCH_LIVE_OWNERS (default 20 000) and measures the run beside a platform load
   generator (tests/bench/live.py).
 """
@@ -76,6 +78,7 @@ def databases(admin: Engine, server: URL, owners: int, copies: tuple[str, ...]) 
         with engine.begin() as conn:
             conn.execute(text("ANALYZE"))
         engine.dispose()
+        print(cache_context(admin, url["seed"]))
         with admin.connect() as conn:
             for k in copies:
                 conn.execute(text(f'CREATE DATABASE "{names[k]}" TEMPLATE "{names["seed"]}"'))
@@ -84,6 +87,44 @@ def databases(admin: Engine, server: URL, owners: int, copies: tuple[str, ...]) 
         with admin.connect() as conn:
             for name in names.values():
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def buffers(admin: Engine, url: str) -> str:
+    """The database's size and its block reads since it was created (it is a fresh copy per
+    run): those PostgreSQL found in its shared buffers and those it read from outside them (the
+    OS cache or the disk). At 1 000 000 owners the platform's tables outgrow a default
+    `shared_buffers` many times over, and the reads per owner grow with them, whatever runs."""
+    name = make_url(url).database
+    with admin.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT pg_database_size(d.datname), s.blks_read, s.blks_hit FROM pg_database d"
+                " JOIN pg_stat_database s ON s.datid = d.oid WHERE d.datname = :name"
+            ),
+            {"name": name},
+        ).one()
+    size, read, hit = int(row[0]), int(row[1]), int(row[2])
+    per = 100_000 / OWNERS
+    share = 100 * read / (read + hit) if read + hit else 0.0
+    return (
+        f"buffers: {read * per:.0f} blocks read from outside shared_buffers and {hit * per:.0f} found"
+        f" in them per 100 000 owners ({share:.1f} % read); database {size / 2**20:.0f} MB after"
+    )
+
+
+def cache_context(admin: Engine, url: str) -> str:
+    """The seeded database's size beside the server's `shared_buffers`."""
+    with admin.connect() as conn:
+        size = int(
+            conn.execute(
+                text("SELECT pg_database_size(:name)"), {"name": make_url(url).database}
+            ).scalar_one()
+        )
+        shared = conn.execute(text("SELECT pg_size_bytes(current_setting('shared_buffers'))")).scalar_one()
+    return (
+        f"  seeded database {size / 2**20:.0f} MB; the server's shared_buffers {int(shared) / 2**20:.0f} MB"
+        f" ({size / int(shared):.1f} x)"
+    )
 
 
 def shipped_plan(path: Path) -> Path:
@@ -141,6 +182,7 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
             f" {baseline_s * per:.1f} s per 100 000 owners"
         )
         print(f"  {cpu.describe(yardstick_cpu, baseline_s)}")
+        print(f"  {buffers(admin, url['baseline'])}")
         print(f"  projects in organizations: {projects_in_organizations(url['baseline'])}")
         first_s = None
         settings = tomllib.loads(plan.read_text())["rollout"]
@@ -161,6 +203,7 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
             )
             print(f"  peak RSS per worker: {', '.join(f'{p:.1f}' for p in peaks) or 'unknown'} MB")
             print(f"  {cpu.describe(used, baseline_s)}")
+            print(f"  {buffers(admin, copy)}")
             print(f"  {result.stdout.strip()}")
             print(f"  projects in organizations: {projects_in_organizations(copy)}")
             if result.returncode not in (0, 1):

@@ -8,7 +8,8 @@ Sections (BENCH_SECTIONS, default both):
   owners/s and each worker's peak memory; prints the figures, the time per 100 000 owners and the
   ratios, each run's block reads inside and outside the server's shared buffers (beside the seeded
   database's size and `shared_buffers`: what makes the time per owner grow at 1 000 000 owners),
-  then times the wave's rollback (BENCH_ROLLBACK=0 skips it).
+  and times the wave's rollback after the first worker count's run (BENCH_ROLLBACK=0 skips it).
+  Each run's copy is made just before it and dropped after it.
 - `live`: seeds BENCH_LIVE_OWNERS (default 20 000) and measures the run beside a platform load
   generator (tests/bench/live.py).
 """
@@ -61,8 +62,11 @@ def projects_in_organizations(url: str) -> int:
 
 
 @contextmanager
-def databases(admin: Engine, server: URL, owners: int, copies: tuple[str, ...]) -> Iterator[dict[str, str]]:
-    """`owners` seeded once (seed 1) and analysed, then one copy per name; all dropped afterwards."""
+def databases(
+    admin: Engine, server: URL, owners: int, copies: tuple[str, ...], *, lazy: bool = False
+) -> Iterator[dict[str, str]]:
+    """`owners` seeded once (seed 1) and analysed, then one copy per name (with `lazy`, each when
+    `make_copy` asks for it); all dropped afterwards."""
     tag = uuid.uuid4().hex[:8]
     names = {k: f"bench_{k}_{tag}" for k in ("seed", *copies)}
     url = {k: server.set(database=v).render_as_string(hide_password=False) for k, v in names.items()}
@@ -79,14 +83,33 @@ def databases(admin: Engine, server: URL, owners: int, copies: tuple[str, ...]) 
             conn.execute(text("ANALYZE"))
         engine.dispose()
         print(cache_context(admin, url["seed"]))
-        with admin.connect() as conn:
-            for k in copies:
-                conn.execute(text(f'CREATE DATABASE "{names[k]}" TEMPLATE "{names["seed"]}"'))
+        for k in () if lazy else copies:
+            make_copy(admin, url, k)
         yield url
     finally:
         with admin.connect() as conn:
             for name in names.values():
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def make_copy(admin: Engine, url: dict[str, str], name: str) -> str:
+    """A copy of the seeded database, made just before its run: every run, at every size, starts
+    on data the server has just written. Copies made all at once before the first run leave a
+    1 000 000-owner run's data behind the other copies' in the OS cache (one worker took 43.0 s
+    per 100 000 owners in such a bench, and 33.4 s on a copy made just before it, with every
+    statement logged besides)."""
+    with admin.connect() as conn:
+        conn.execute(
+            text(
+                f'CREATE DATABASE "{make_url(url[name]).database}" TEMPLATE "{make_url(url["seed"]).database}"'
+            )
+        )
+    return url[name]
+
+
+def drop_copy(admin: Engine, url: dict[str, str], name: str) -> None:
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url[name]).database}" WITH (FORCE)'))
 
 
 def buffers(admin: Engine, url: str) -> str:
@@ -160,8 +183,8 @@ def timed_run(
 
 def standard(admin: Engine, server: URL, plan: Path) -> None:
     copies = tuple(f"w{w}" for w in WORKERS)
-    with databases(admin, server, OWNERS, ("baseline", *copies)) as url:
-        baseline = create_engine(url["baseline"])
+    with databases(admin, server, OWNERS, ("baseline", *copies), lazy=True) as url:
+        baseline = create_engine(make_copy(admin, url, "baseline"))
         statements = [
             s
             for s in (Path(__file__).with_name("baseline.sql")).read_text().split(";")
@@ -184,18 +207,17 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
         print(f"  {cpu.describe(yardstick_cpu, baseline_s)}")
         print(f"  {buffers(admin, url['baseline'])}")
         print(f"  projects in organizations: {projects_in_organizations(url['baseline'])}")
-        first_s = None
+        drop_copy(admin, url, "baseline")
         settings = tomllib.loads(plan.read_text())["rollout"]
         batching = (
             f"batch {settings['batch_size']}, adaptive {settings.get('min_batch_size', '-')}"
             f"..{settings.get('max_batch_size', '-')} toward {settings.get('target_batch_seconds', '-')} s"
         )
         for workers in WORKERS:
-            copy = url[f"w{workers}"]
+            copy = make_copy(admin, url, f"w{workers}")
             before = cpu.now(postmaster)
             rollout_s, result, peaks = timed_run(copy, plan, workers)
             used = cpu.now(postmaster) - before
-            first_s = first_s or rollout_s
             print(
                 f"rollout run --wave everyone --workers {workers} ({batching}): {rollout_s:.1f} s,"
                 f" {OWNERS / rollout_s:.0f} owners/s, {rollout_s * per:.1f} s per 100 000 owners,"
@@ -208,27 +230,28 @@ def standard(admin: Engine, server: URL, plan: Path) -> None:
             print(f"  projects in organizations: {projects_in_organizations(copy)}")
             if result.returncode not in (0, 1):
                 print(result.stderr[-3000:])
+            if ROLLBACK and workers == WORKERS[0]:
+                time_rollback(copy, plan, workers, rollout_s)
+            drop_copy(admin, url, f"w{workers}")
         print("asked: one worker at most 2.00 x the yardstick, the best worker count at most 1.20 x")
-        if not ROLLBACK or first_s is None:
-            return
-        started = time.perf_counter()
-        back = subprocess.run(
-            rollout_command(
-                url[f"w{WORKERS[0]}"], plan, "rollback", "--wave", "everyone", "--yes", "--format", "json"
-            ),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        rollback_s = time.perf_counter() - started
-        owners_back = len(json.loads(back.stdout)["owners"]) if back.returncode == 0 else back.stderr[-500:]
-        print(
-            f"rollout rollback --wave everyone: {rollback_s:.1f} s for {owners_back} owners, exit {back.returncode};"
-            f" {rollback_s / first_s:.2f} x the migration's time with {WORKERS[0]} worker(s) (at most 2.00 asked)"
-        )
-        print(
-            f"  projects in organizations after the rollback: {projects_in_organizations(url[f'w{WORKERS[0]}'])}"
-        )
+
+
+def time_rollback(url: str, plan: Path, workers: int, migration_s: float) -> None:
+    """`rollout rollback` of the wave just migrated, timed against the migration."""
+    started = time.perf_counter()
+    back = subprocess.run(
+        rollout_command(url, plan, "rollback", "--wave", "everyone", "--yes", "--format", "json"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rollback_s = time.perf_counter() - started
+    owners_back = len(json.loads(back.stdout)["owners"]) if back.returncode == 0 else back.stderr[-500:]
+    print(
+        f"rollout rollback --wave everyone: {rollback_s:.1f} s for {owners_back} owners, exit {back.returncode};"
+        f" {rollback_s / migration_s:.2f} x the migration's time with {workers} worker(s) (at most 2.00 asked)"
+    )
+    print(f"  projects in organizations after the rollback: {projects_in_organizations(url)}")
 
 
 def live_platform(admin: Engine, server: URL, plan: Path) -> None:
